@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The configuration: directive table, inih parsing, validation. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "log.h"
+
+#ifndef AP_RUNSTATEDIR
+#define AP_RUNSTATEDIR "/run"
+#endif
+
+/* A config file larger than this is surely a mistake. */
+#define AP_CONFIG_MAX_BYTES (1024 * 1024)
+
+typedef enum {
+    T_LISTEN,   /* repeatable listen line */
+    T_WORKERS,  /* "auto" or 1..AP_MAX_WORKERS */
+    T_STRING,   /* any non-empty text */
+    T_DURATION, /* milliseconds */
+    T_SIZE,     /* bytes */
+    T_UINT,     /* plain integer */
+    T_LOGLEVEL, /* level name */
+    T_OFFSTR,   /* text, or "off" for NULL */
+} dtype_t;
+
+typedef struct {
+    const char *section;
+    const char *name;
+    dtype_t type;
+    size_t offset;
+    const char *def;
+    uint64_t min, max; /* for numbers, in the stored unit */
+} directive_t;
+
+#define OFF(f) offsetof(ap_config_t, f)
+#define DAY_MS (24ULL * 3600 * 1000)
+#define GIB (1024ULL * 1024 * 1024)
+
+static const directive_t directives[] = {
+    {"server", "listen", T_LISTEN, 0, "127.0.0.1:8080", 0, 0},
+    {"server", "workers", T_WORKERS, OFF(workers), "auto", 1, AP_MAX_WORKERS},
+    {"server", "pidfile", T_STRING, OFF(pidfile), AP_RUNSTATEDIR "/apiary.pid", 0, 0},
+    {"server", "min_uptime", T_DURATION, OFF(min_uptime_ms), "2s", 0, DAY_MS},
+    {"server", "shutdown_timeout", T_DURATION, OFF(shutdown_timeout_ms), "30s", 0, DAY_MS},
+    {"server", "header_timeout", T_DURATION, OFF(header_timeout_ms), "10s", 100, DAY_MS},
+    {"server", "body_timeout", T_DURATION, OFF(body_timeout_ms), "30s", 100, DAY_MS},
+    {"server", "send_timeout", T_DURATION, OFF(send_timeout_ms), "60s", 100, DAY_MS},
+    {"server", "keepalive_timeout", T_DURATION, OFF(keepalive_timeout_ms), "75s", 0, DAY_MS},
+    {"server", "keepalive_requests", T_UINT, OFF(keepalive_requests), "1000", 1, 1ULL << 32},
+    {"server", "max_uri_size", T_SIZE, OFF(max_uri_size), "8k", 64, 1024 * 1024},
+    {"server", "max_header_size", T_SIZE, OFF(max_header_size), "16k", 256, 1024 * 1024},
+    {"server", "max_headers", T_UINT, OFF(max_headers), "100", 1, 10000},
+    {"server", "max_body_size", T_SIZE, OFF(max_body_size), "1m", 0, 4 * GIB},
+    {"server", "max_connections", T_UINT, OFF(max_connections), "4096", 1, 1000000},
+    {"server", "server_header", T_OFFSTR, OFF(server_header), "apiary", 0, 0},
+    {"log", "level", T_LOGLEVEL, OFF(log_level), "info", 0, 0},
+    {"log", "error_log", T_STRING, OFF(error_log), "stderr", 0, 0},
+};
+#define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
+
+/* Parser state shared by the reader and the handler. */
+typedef struct {
+    const char *name; /* file name for messages */
+    const char *p;    /* unread text */
+    const char *end;
+    int line;          /* number of the line last handed to inih */
+    int long_line;     /* that line was too long and got cut */
+    ap_config_t *conf;
+    ap_buf_t *errors;
+    int nerrors;
+    unsigned char seen[NDIRECTIVES]; /* set once a line gave a value */
+} parse_t;
+
+static void add_error(parse_t *ps, const char *where, const directive_t *d, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void add_error(parse_t *ps, const char *where, const directive_t *d, const char *fmt, ...)
+{
+    va_list ap;
+    if (where)
+        ap_buf_printf(ps->errors, "%s: ", where);
+    else
+        ap_buf_printf(ps->errors, "%s:%d: ", ps->name, ps->line);
+    if (d)
+        ap_buf_printf(ps->errors, "%s.%s: ", d->section, d->name);
+    va_start(ap, fmt);
+    ap_buf_vprintf(ps->errors, fmt, ap);
+    va_end(ap);
+    ap_buf_append_char(ps->errors, '\n');
+    ps->nerrors++;
+}
+
+int ap_config_parse_duration(const char *s, uint64_t *ms)
+{
+    const char *p = s;
+    uint64_t v = 0;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    while (isdigit((unsigned char)*p)) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    }
+    uint64_t mul;
+    if (*p == '\0' || strcmp(p, "s") == 0)
+        mul = 1000;
+    else if (strcmp(p, "ms") == 0)
+        mul = 1;
+    else if (strcmp(p, "m") == 0)
+        mul = 60 * 1000;
+    else if (strcmp(p, "h") == 0)
+        mul = 3600 * 1000;
+    else
+        return -1;
+    if (v > UINT64_MAX / mul)
+        return -1;
+    *ms = v * mul;
+    return 0;
+}
+
+int ap_config_parse_size(const char *s, uint64_t *bytes)
+{
+    const char *p = s;
+    uint64_t v = 0;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    while (isdigit((unsigned char)*p)) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    }
+    uint64_t mul = 1;
+    if (*p == 'k' || *p == 'K')
+        mul = 1024;
+    else if (*p == 'm' || *p == 'M')
+        mul = 1024 * 1024;
+    else if (*p == 'g' || *p == 'G')
+        mul = GIB;
+    if (mul != 1)
+        p++;
+    if (*p != '\0' || v > UINT64_MAX / mul)
+        return -1;
+    *bytes = v * mul;
+    return 0;
+}
+
+static int parse_uint(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    for (; *s; s++) {
+        if (!isdigit((unsigned char)*s) || v > (UINT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static void free_listen(ap_config_t *c)
+{
+    for (size_t i = 0; i < c->nlisten; i++)
+        ap_listen_conf_cleanup(&c->listen[i]);
+    free(c->listen);
+    c->listen = NULL;
+    c->nlisten = 0;
+}
+
+/* Stores value into the snapshot, or reports why it cannot. where is NULL
+ * for a file line (the parser's current position) or names the source. */
+static void set_value(parse_t *ps, const directive_t *d, const char *value, const char *where)
+{
+    ap_config_t *c = ps->conf;
+    void *field = (char *)c + d->offset;
+    uint64_t v;
+
+    switch (d->type) {
+    case T_LISTEN: {
+        ap_listen_conf_t lc;
+        const char *why;
+        if (ap_listen_parse(value, &lc, &why) < 0) {
+            add_error(ps, where, d, "%s: \"%s\"", why, value);
+            return;
+        }
+        for (size_t i = 0; i < c->nlisten; i++) {
+            if (ap_listen_same(&c->listen[i], &lc)) {
+                add_error(ps, where, d, "duplicate address \"%s\"", lc.text);
+                ap_listen_conf_cleanup(&lc);
+                return;
+            }
+        }
+        c->listen = ap_xrealloc(c->listen, (c->nlisten + 1) * sizeof(*c->listen));
+        c->listen[c->nlisten++] = lc;
+        return;
+    }
+    case T_WORKERS:
+        if (strcmp(value, "auto") == 0) {
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            *(uint32_t *)field = (uint32_t)(n < 1 ? 1 : n > AP_MAX_WORKERS ? AP_MAX_WORKERS : n);
+            return;
+        }
+        if (parse_uint(value, &v) < 0 || v < d->min || v > d->max) {
+            add_error(ps, where, d, "expected \"auto\" or an integer %llu..%llu, got \"%s\"",
+                      (unsigned long long)d->min, (unsigned long long)d->max, value);
+            return;
+        }
+        *(uint32_t *)field = (uint32_t)v;
+        return;
+    case T_STRING:
+    case T_OFFSTR:
+        if (value[0] == '\0') {
+            add_error(ps, where, d, "a value is required");
+            return;
+        }
+        free(*(char **)field);
+        *(char **)field =
+            (d->type == T_OFFSTR && strcmp(value, "off") == 0) ? NULL : ap_xstrdup(value);
+        return;
+    case T_DURATION:
+        if (ap_config_parse_duration(value, &v) < 0) {
+            add_error(ps, where, d,
+                      "expected a duration such as 500ms, 10s, 2m or 1h, got \"%s\"", value);
+            return;
+        }
+        if (v < d->min || v > d->max) {
+            add_error(ps, where, d, "must be between %llums and %llums, got \"%s\"",
+                      (unsigned long long)d->min, (unsigned long long)d->max, value);
+            return;
+        }
+        *(uint64_t *)field = v;
+        return;
+    case T_SIZE:
+        if (ap_config_parse_size(value, &v) < 0) {
+            add_error(ps, where, d, "expected a size such as 512, 16k or 1m, got \"%s\"", value);
+            return;
+        }
+        if (v < d->min || v > d->max) {
+            add_error(ps, where, d, "must be between %llu and %llu bytes, got \"%s\"",
+                      (unsigned long long)d->min, (unsigned long long)d->max, value);
+            return;
+        }
+        *(uint64_t *)field = v;
+        return;
+    case T_UINT:
+        if (parse_uint(value, &v) < 0 || v < d->min || v > d->max) {
+            add_error(ps, where, d, "expected an integer %llu..%llu, got \"%s\"",
+                      (unsigned long long)d->min, (unsigned long long)d->max, value);
+            return;
+        }
+        *(uint64_t *)field = v;
+        return;
+    case T_LOGLEVEL: {
+        int level = ap_log_level_parse(value);
+        if (level < 0) {
+            add_error(ps, where, d,
+                      "expected one of debug, info, notice, warn, error, crit, alert, got \"%s\"",
+                      value);
+            return;
+        }
+        *(int *)field = level;
+        return;
+    }
+    }
+}
+
+static const directive_t *find_directive(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NDIRECTIVES; i++)
+        if (strcmp(directives[i].section, section) == 0 && strcmp(directives[i].name, name) == 0)
+            return &directives[i];
+    return NULL;
+}
+
+static int known_section(const char *section)
+{
+    for (size_t i = 0; i < NDIRECTIVES; i++)
+        if (strcmp(directives[i].section, section) == 0)
+            return 1;
+    return 0;
+}
+
+/* inih's line reader, fgets-like: counting lines is how we know where each
+ * key was written (Debian's libinih is built without INI_HANDLER_LINENO). */
+static char *read_line(char *str, int num, void *stream)
+{
+    parse_t *ps = stream;
+    if (ps->p >= ps->end || num < 2)
+        return NULL;
+    const char *nl = memchr(ps->p, '\n', (size_t)(ps->end - ps->p));
+    const char *stop = nl ? nl + 1 : ps->end;
+    size_t len = (size_t)(stop - ps->p);
+    ps->line++;
+    ps->long_line = 0;
+    if (len > (size_t)num - 1) {
+        /* inih would read the rest as a new line: report it and hand inih a
+         * blank line instead. */
+        ps->long_line = 1;
+        add_error(ps, NULL, NULL, "line too long (at most %d bytes)", num - 2);
+        str[0] = '\n';
+        str[1] = '\0';
+    } else {
+        memcpy(str, ps->p, len);
+        str[len] = '\0';
+        /* A NUL inside the line would silently cut it short. */
+        if (memchr(str, '\0', len) != NULL)
+            add_error(ps, NULL, NULL, "NUL byte in line");
+    }
+    ps->p = stop;
+    return str;
+}
+
+static int handle(void *user, const char *section, const char *name, const char *value)
+{
+    parse_t *ps = user;
+    const directive_t *d = find_directive(section, name);
+    if (d == NULL) {
+        if (!known_section(section))
+            add_error(ps, NULL, NULL, "unknown section [%s] (key \"%s\")", section, name);
+        else
+            add_error(ps, NULL, NULL, "%s.%s: unknown key", section, name);
+        return 1;
+    }
+    size_t idx = (size_t)(d - directives);
+    if (d->type == T_LISTEN) {
+        /* The first listen line replaces the built-in default. */
+        if (!ps->seen[idx])
+            free_listen(ps->conf);
+    } else if (ps->seen[idx]) {
+        add_error(ps, NULL, d, "duplicate key (it may appear once)");
+        return 1;
+    }
+    ps->seen[idx] = 1;
+    set_value(ps, d, value, NULL);
+    return 1;
+}
+
+/* APIARY_SERVER_WORKERS=4 overrides [server] workers; for listen, a
+ * comma-separated list replaces every line. Variables that name no known
+ * section are left alone: they may belong to someone else. */
+static void apply_env(parse_t *ps, char *const *envp)
+{
+    for (; envp && *envp; envp++) {
+        const char *e = *envp;
+        if (strncmp(e, "APIARY_", 7) != 0)
+            continue;
+        const char *eq = strchr(e, '=');
+        if (eq == NULL)
+            continue;
+        char var[128];
+        size_t vlen = (size_t)(eq - e);
+        if (vlen >= sizeof(var))
+            continue;
+        memcpy(var, e, vlen);
+        var[vlen] = '\0';
+        const char *value = eq + 1;
+        char where[160];
+        snprintf(where, sizeof(where), "env:%s", var);
+
+        const directive_t *d = NULL;
+        int section_known = 0;
+        for (size_t i = 0; i < NDIRECTIVES; i++) {
+            char want[128];
+            size_t n = (size_t)snprintf(want, sizeof(want), "APIARY_%s_", directives[i].section);
+            for (size_t k = 0; k < n; k++)
+                want[k] = (char)toupper((unsigned char)want[k]);
+            if (strncmp(var, want, n) != 0)
+                continue;
+            section_known = 1;
+            const char *key = var + n;
+            const char *name = directives[i].name;
+            size_t k = 0;
+            while (key[k] && name[k] && toupper((unsigned char)name[k]) == key[k])
+                k++;
+            if (key[k] == '\0' && name[k] == '\0') {
+                d = &directives[i];
+                break;
+            }
+        }
+        if (d == NULL) {
+            if (section_known)
+                add_error(ps, where, NULL, "unknown configuration variable");
+            continue;
+        }
+        if (d->type == T_LISTEN) {
+            free_listen(ps->conf);
+            char *copy = ap_xstrdup(value);
+            char *save = NULL;
+            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+                set_value(ps, d, tok, where);
+            free(copy);
+            ps->seen[d - directives] = 1;
+        } else {
+            set_value(ps, d, value, where);
+        }
+    }
+}
+
+static void validate(parse_t *ps)
+{
+    ap_config_t *c = ps->conf;
+    char where[512];
+    snprintf(where, sizeof(where), "%s", ps->name);
+    if (c->nlisten == 0)
+        add_error(ps, where, find_directive("server", "listen"), "at least one address is needed");
+    if (c->max_uri_size > c->max_header_size)
+        add_error(ps, where, find_directive("server", "max_uri_size"),
+                  "must not exceed server.max_header_size (%llu)",
+                  (unsigned long long)c->max_header_size);
+}
+
+ap_config_t *ap_config_parse(const char *name, const char *text, size_t len, char *const *envp,
+                             ap_buf_t *errors)
+{
+    parse_t ps;
+    memset(&ps, 0, sizeof(ps));
+    ps.name = name;
+    ps.errors = errors;
+    ps.conf = ap_xcalloc(1, sizeof(ap_config_t));
+    ps.conf->path = ap_xstrdup(name);
+
+    /* Defaults go through the same parser as the file's values. */
+    for (size_t i = 0; i < NDIRECTIVES; i++)
+        set_value(&ps, &directives[i], directives[i].def, "default");
+
+    ps.p = text;
+    ps.end = text + len;
+    int rc = ini_parse_stream(read_line, &ps, handle, &ps);
+    if (rc > 0) {
+        ps.line = rc;
+        add_error(&ps, NULL, NULL, "syntax error (expected [section], key = value or a comment)");
+    } else if (rc < 0) {
+        add_error(&ps, name, NULL, "cannot parse (out of memory)");
+    }
+    apply_env(&ps, envp);
+    validate(&ps);
+
+    if (ps.nerrors) {
+        ap_config_free(ps.conf);
+        return NULL;
+    }
+    return ps.conf;
+}
+
+ap_config_t *ap_config_load(const char *path, char *const *envp, ap_buf_t *errors)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ap_buf_printf(errors, "%s: cannot open: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > AP_CONFIG_MAX_BYTES) {
+        ap_buf_printf(errors, "%s: not a regular file of at most %d bytes\n", path,
+                      AP_CONFIG_MAX_BYTES);
+        close(fd);
+        return NULL;
+    }
+    ap_buf_t text;
+    ap_buf_init(&text);
+    ap_buf_reserve(&text, (size_t)st.st_size);
+    for (;;) {
+        ap_buf_reserve(&text, 4096);
+        ssize_t n = read(fd, text.data + text.len, text.cap - text.len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            ap_buf_printf(errors, "%s: cannot read: %s\n", path, strerror(errno));
+            close(fd);
+            ap_buf_cleanup(&text);
+            return NULL;
+        }
+        if (n == 0)
+            break;
+        text.len += (size_t)n;
+        if (text.len > AP_CONFIG_MAX_BYTES) {
+            ap_buf_printf(errors, "%s: larger than %d bytes\n", path, AP_CONFIG_MAX_BYTES);
+            close(fd);
+            ap_buf_cleanup(&text);
+            return NULL;
+        }
+    }
+    close(fd);
+    ap_config_t *c = ap_config_parse(path, text.data, text.len, envp, errors);
+    ap_buf_cleanup(&text);
+    return c;
+}
+
+void ap_config_free(ap_config_t *c)
+{
+    if (c == NULL)
+        return;
+    free_listen(c);
+    for (size_t i = 0; i < NDIRECTIVES; i++) {
+        const directive_t *d = &directives[i];
+        if (d->type == T_STRING || d->type == T_OFFSTR)
+            free(*(char **)((char *)c + d->offset));
+    }
+    free(c->path);
+    free(c);
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The configuration: a directive table, parsing with inih, validation, and
+ * an immutable snapshot. A reload builds a new snapshot; nothing mutates a
+ * live one. */
+#ifndef AP_CONFIG_H
+#define AP_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "listener.h"
+
+#define AP_MAX_WORKERS 512
+
+typedef struct ap_config_s {
+    char *path; /* the file it was read from */
+
+    /* [server] */
+    ap_listen_conf_t *listen;
+    size_t nlisten;
+    uint32_t workers;
+    char *pidfile;
+    uint64_t min_uptime_ms;
+    uint64_t shutdown_timeout_ms;
+    uint64_t header_timeout_ms;
+    uint64_t body_timeout_ms;
+    uint64_t send_timeout_ms;
+    uint64_t keepalive_timeout_ms;
+    uint64_t keepalive_requests;
+    uint64_t max_uri_size;
+    uint64_t max_header_size;
+    uint64_t max_headers;
+    uint64_t max_body_size;
+    uint64_t max_connections;
+    char *server_header; /* NULL: no Server header */
+
+    /* [log] */
+    int log_level;
+    char *error_log; /* "stderr" or a path */
+} ap_config_t;
+
+/* Reads and validates path, then applies APIARY_<SECTION>_<KEY> variables
+ * from envp (may be NULL). Returns the snapshot, or NULL after appending one
+ * line per problem to errors: "file:line: section.key: why". */
+ap_config_t *ap_config_load(const char *path, char *const *envp, ap_buf_t *errors);
+
+/* Same for text held in memory; name stands for the file in messages. */
+ap_config_t *ap_config_parse(const char *name, const char *text, size_t len, char *const *envp,
+                             ap_buf_t *errors);
+
+void ap_config_free(ap_config_t *conf);
+
+/* Parses "10s", "250ms", "2m", "1h" or a bare number of seconds into
+ * milliseconds; 0 or -1. */
+int ap_config_parse_duration(const char *s, uint64_t *ms);
+
+/* Parses "512", "16k", "1m", "1g" (1024-based) into bytes; 0 or -1. */
+int ap_config_parse_size(const char *s, uint64_t *bytes);
+
+#endif

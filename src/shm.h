@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The shared-memory segment: made by the master before the first fork, it
+ * outlives every worker. One slot per worker (pid, state, heartbeat,
+ * counters). A slot is written only by its worker and read by the master,
+ * with relaxed atomics: each field is a counter or a state on its own. */
+#ifndef AP_SHM_H
+#define AP_SHM_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef enum {
+    AP_WORKER_FREE = 0,
+    AP_WORKER_STARTING,
+    AP_WORKER_READY,
+    AP_WORKER_DRAINING,
+} ap_worker_state_t;
+
+typedef struct ap_shm_slot_s {
+    int32_t pid;
+    uint32_t state;           /* ap_worker_state_t */
+    uint64_t started_ms;      /* wall clock */
+    uint64_t heartbeat_ms;    /* CLOCK_MONOTONIC, which all processes share */
+    uint64_t requests;        /* responses finished */
+    uint64_t in_flight;       /* requests being handled */
+    uint64_t connections;     /* open client connections */
+    uint64_t accepted;        /* connections accepted */
+    uint64_t bytes_out;       /* response bytes handed to the kernel */
+    uint64_t parse_errors;    /* requests answered 4xx/5xx by the HTTP layer */
+    char pad[48];
+} ap_shm_slot_t;
+
+typedef struct ap_shm_s {
+    uint32_t magic;
+    uint32_t nslots;
+    ap_shm_slot_t slots[];
+} ap_shm_t;
+
+/* Maps a shared anonymous segment with nslots zeroed slots; NULL with errno
+ * set on failure. */
+ap_shm_t *ap_shm_create(uint32_t nslots);
+void ap_shm_destroy(ap_shm_t *shm);
+
+#define ap_shm_load(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define ap_shm_store(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#define ap_shm_add(field, v) __atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED)
+#define ap_shm_sub(field, v) __atomic_fetch_sub(&(field), (v), __ATOMIC_RELAXED)
+
+#endif

@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* A worker process: accept, serve, drain, exit. */
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+
+/* Connections accepted per readiness event. Every worker polls the same
+ * listening sockets; taking a few at a time leaves the rest of a burst to
+ * the other workers, which spreads load (nginx's multi_accept off). */
+#define AP_ACCEPT_BATCH 4
+#define AP_HEARTBEAT_MS 1000
+#define AP_ACCEPT_RETRY_MS 100
+
+static void start_accepting(ap_worker_t *w);
+static void stop_accepting(ap_worker_t *w);
+
+static void finish_if_done(ap_worker_t *w)
+{
+    if (w->draining && w->nconns == 0 && !w->stopping) {
+        w->stopping = 1;
+        uv_stop(w->loop);
+    }
+}
+
+void ap_worker_conn_added(ap_worker_t *w, ap_conn_t *c)
+{
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    ap_shm_add(w->slot->connections, 1);
+    if (w->nconns >= w->conf->max_connections)
+        stop_accepting(w);
+}
+
+void ap_worker_conn_closed(ap_worker_t *w, ap_conn_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    ap_shm_sub(w->slot->connections, 1);
+    if (!w->draining && !w->accepting && w->nconns < w->conf->max_connections &&
+        !uv_is_active((uv_handle_t *)&w->accept_retry))
+        start_accepting(w);
+    finish_if_done(w);
+}
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    ap_worker_t *w = t->data;
+    if (!w->draining)
+        start_accepting(w);
+}
+
+static void on_listener(uv_poll_t *p, int status, int events)
+{
+    ap_worker_t *w = p->data;
+    ap_listener_t *l = &w->listeners[p - w->polls];
+    (void)events;
+    if (status < 0) {
+        ap_log_errno(AP_LOG_ERR, status, "polling listener %s failed", l->text);
+        return;
+    }
+    for (int i = 0; i < AP_ACCEPT_BATCH && w->accepting; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+                return; /* another worker took it, or the client gave up */
+            ap_log_errno(AP_LOG_ERR, err, "accept4() on %s failed", l->text);
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+                /* Level-triggered polling would spin: back off a little. */
+                stop_accepting(w);
+                uv_timer_start(&w->accept_retry, on_accept_retry, AP_ACCEPT_RETRY_MS, 0);
+            }
+            return;
+        }
+        ap_shm_add(w->slot->accepted, 1);
+        int rc = ap_conn_accept(w, fd, l->family);
+        if (rc < 0)
+            ap_log_errno(AP_LOG_ERR, rc, "setting up a connection on %s failed", l->text);
+    }
+}
+
+static void start_accepting(ap_worker_t *w)
+{
+    if (w->accepting || w->draining)
+        return;
+    for (size_t i = 0; i < w->nlisteners; i++)
+        uv_poll_start(&w->polls[i], UV_READABLE, on_listener);
+    w->accepting = 1;
+}
+
+static void stop_accepting(ap_worker_t *w)
+{
+    if (!w->accepting)
+        return;
+    for (size_t i = 0; i < w->nlisteners; i++)
+        uv_poll_stop(&w->polls[i]);
+    w->accepting = 0;
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    ap_worker_t *w = t->data;
+    ap_shm_store(w->slot->heartbeat_ms, ap_clock_mono_ms());
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    ap_worker_t *w = t->data;
+    ap_log(AP_LOG_WARN, "shutdown_timeout reached with %zu connections open: closing them",
+           w->nconns);
+    for (ap_conn_t *c = w->conns; c; c = c->next)
+        ap_conn_close(c);
+}
+
+/* Graceful stop: no new connections; requests in progress finish with
+ * "Connection: close"; idle keep-alive connections close after a grace. */
+static void drain(ap_worker_t *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    ap_shm_store(w->slot->state, AP_WORKER_DRAINING);
+    stop_accepting(w);
+    uv_timer_stop(&w->accept_retry);
+    ap_log(AP_LOG_INFO, "draining %zu connections", w->nconns);
+    ap_conn_t *next;
+    for (ap_conn_t *c = w->conns; c; c = next) {
+        next = c->next; /* ap_conn_drain may close c, but frees it later */
+        ap_conn_drain(c);
+    }
+    uv_timer_start(&w->deadline, on_deadline, w->conf->shutdown_timeout_ms, 0);
+    finish_if_done(w);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    ap_worker_t *w = s->data;
+    switch (signum) {
+    case SIGQUIT:
+        drain(w);
+        break;
+    case SIGTERM:
+        ap_log(AP_LOG_INFO, "fast shutdown: closing %zu connections", w->nconns);
+        drain(w);
+        for (ap_conn_t *c = w->conns; c; c = c->next)
+            ap_conn_close(c);
+        break;
+    case SIGUSR1: {
+        int rc = ap_log_reopen();
+        if (rc < 0)
+            ap_log_errno(AP_LOG_ERR, rc, "reopening the error log failed");
+        break;
+    }
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
+                    ap_listener_t *listeners, size_t nlisteners)
+{
+    ap_worker_t w;
+    memset(&w, 0, sizeof(w));
+    w.conf = conf;
+    w.id = id;
+    w.slot = &shm->slots[slot];
+    w.listeners = listeners;
+    w.nlisteners = nlisteners;
+    ap_log_set_process("worker", id);
+
+    /* Signals the master handles through signalfd arrive here blocked and
+     * with the master's dispositions: start from a clean slate. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the master, which tells us */
+    signal(SIGHUP, SIG_IGN);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+
+    /* libuv: after fork, a child makes a loop of its own. */
+    w.loop = &w.loop_storage;
+    int rc = uv_loop_init(w.loop);
+    if (rc < 0) {
+        ap_log_errno(AP_LOG_CRIT, rc, "uv_loop_init() failed");
+        _exit(2);
+    }
+    uv_timer_init(w.loop, &w.heartbeat);
+    uv_timer_init(w.loop, &w.deadline);
+    uv_timer_init(w.loop, &w.accept_retry);
+    w.heartbeat.data = w.deadline.data = w.accept_retry.data = &w;
+    uv_signal_t *sigs[] = {&w.sig_term, &w.sig_quit, &w.sig_usr1};
+    int signums[] = {SIGTERM, SIGQUIT, SIGUSR1};
+    for (size_t i = 0; i < 3; i++) {
+        uv_signal_init(w.loop, sigs[i]);
+        sigs[i]->data = &w;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+
+    w.polls = ap_xcalloc(nlisteners, sizeof(*w.polls));
+    for (size_t i = 0; i < nlisteners; i++) {
+        rc = uv_poll_init(w.loop, &w.polls[i], listeners[i].fd);
+        if (rc < 0) {
+            ap_log_errno(AP_LOG_CRIT, rc, "uv_poll_init() on %s failed", listeners[i].text);
+            _exit(2);
+        }
+        w.polls[i].data = &w;
+    }
+
+    on_heartbeat(&w.heartbeat);
+    uv_timer_start(&w.heartbeat, on_heartbeat, AP_HEARTBEAT_MS, AP_HEARTBEAT_MS);
+    start_accepting(&w);
+    ap_shm_store(w.slot->state, AP_WORKER_READY);
+    ap_log(AP_LOG_DEBUG, "worker ready");
+
+    uv_run(w.loop, UV_RUN_DEFAULT);
+
+    /* Close every handle and let their callbacks run, so that the process
+     * exits with nothing leaked. */
+    uv_walk(w.loop, close_walk, NULL);
+    uv_run(w.loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(w.loop);
+    if (rc < 0)
+        ap_log_errno(AP_LOG_WARN, rc, "uv_loop_close() failed");
+    free(w.polls);
+    ap_shm_store(w.slot->state, AP_WORKER_FREE);
+    ap_log(AP_LOG_DEBUG, "worker exiting");
+    exit(0);
+}
