@@ -76,6 +76,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_field_complete(llhttp_t *p)
 {
     ap_http_parser_t *hp = HP(p);
+    /* llhttp 8 lets an empty field name through; it is not a token. */
+    if (!hp->in_field || hp->raw.len == hp->offs[hp->noffs - 1].name_off)
+        return fail(hp, 400, "empty header field name");
     ap_http_hdr_off_t *o = &hp->offs[hp->noffs - 1];
     o->name_len = hp->raw.len - o->name_off;
     o->value_off = hp->raw.len;
@@ -102,6 +105,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *p)
 {
     ap_http_parser_t *hp = HP(p);
+    if (hp->noffs == 0)
+        return fail(hp, 400, "header value without a name");
     ap_http_hdr_off_t *o = &hp->offs[hp->noffs - 1];
     size_t end = hp->raw.len;
     /* Optional whitespace after the value is not part of it (RFC 9110 5.5). */

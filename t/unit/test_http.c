@@ -101,6 +101,7 @@ int main(void)
     is_int(STATUS("GET / HTTP/1.1\nHost: a\n\n"), 400, "bare LF: 400");
     is_int(STATUS("GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"), 400, "bare CR: 400");
     is_int(STATUS("GET / HTTP/1.1\r\nHo st: a\r\n\r\n"), 400, "space in a header name: 400");
+    is_int(STATUS("GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n"), 400, "empty header name: 400");
     is_int(STATUS("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400, "space before the colon: 400");
     is_int(STATUS("GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n"), 400, "control character in a value: 400");
     is_int(STATUS("GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n"), 400, "NUL in the target: 400");
