@@ -56,7 +56,7 @@ static const directive_t directives[] = {
     {"server", "body_timeout", T_DURATION, OFF(body_timeout_ms), "30s", 100, DAY_MS},
     {"server", "send_timeout", T_DURATION, OFF(send_timeout_ms), "60s", 100, DAY_MS},
     {"server", "keepalive_timeout", T_DURATION, OFF(keepalive_timeout_ms), "75s", 0, DAY_MS},
-    {"server", "keepalive_requests", T_UINT, OFF(keepalive_requests), "1000", 1, 1ULL << 32},
+    {"server", "keepalive_requests", T_UINT, OFF(keepalive_requests), "1000", 1, UINT32_MAX},
     {"server", "max_uri_size", T_SIZE, OFF(max_uri_size), "8k", 64, 1024 * 1024},
     {"server", "max_header_size", T_SIZE, OFF(max_header_size), "16k", 256, 1024 * 1024},
     {"server", "max_headers", T_UINT, OFF(max_headers), "100", 1, 10000},
