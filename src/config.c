@@ -79,6 +79,7 @@ typedef struct {
     ap_buf_t *errors;
     int nerrors;
     unsigned char seen[NDIRECTIVES]; /* set once a line gave a value */
+    int lines[NDIRECTIVES];          /* where: a line, 0 for the default, -1 for env */
 } parse_t;
 
 static void add_error(parse_t *ps, const char *where, const directive_t *d, const char *fmt, ...)
@@ -341,6 +342,7 @@ static int handle(void *user, const char *section, const char *name, const char 
         return 1;
     }
     ps->seen[idx] = 1;
+    ps->lines[idx] = ps->line;
     set_value(ps, d, value, NULL);
     return 1;
 }
@@ -403,20 +405,51 @@ static void apply_env(parse_t *ps, char *const *envp)
         } else {
             set_value(ps, d, value, where);
         }
+        ps->lines[d - directives] = -1;
     }
+}
+
+/* Reports a problem found after parsing at the place the key was set: its
+ * line, its environment variable, or the file when it is the default. */
+static void add_late_error(parse_t *ps, const char *section, const char *name, const char *why)
+{
+    const directive_t *d = find_directive(section, name);
+    int line = ps->lines[d - directives];
+    char where[600];
+    if (line > 0) {
+        ps->line = line;
+        add_error(ps, NULL, d, "%s", why);
+        return;
+    }
+    if (line < 0) {
+        char var[128];
+        size_t n = (size_t)snprintf(var, sizeof(var), "APIARY_%s_%s", section, name);
+        for (size_t k = 0; k < n && k < sizeof(var); k++)
+            var[k] = (char)toupper((unsigned char)var[k]);
+        snprintf(where, sizeof(where), "env:%s", var);
+    } else {
+        snprintf(where, sizeof(where), "%s", ps->name);
+    }
+    add_error(ps, where, d, "%s", why);
 }
 
 static void validate(parse_t *ps)
 {
     ap_config_t *c = ps->conf;
-    char where[512];
-    snprintf(where, sizeof(where), "%s", ps->name);
-    if (c->nlisten == 0)
-        add_error(ps, where, find_directive("server", "listen"), "at least one address is needed");
-    if (c->max_uri_size > c->max_header_size)
-        add_error(ps, where, find_directive("server", "max_uri_size"),
-                  "must not exceed server.max_header_size (%llu)",
-                  (unsigned long long)c->max_header_size);
+    char why[128];
+    /* With no listener left and no error said yet (a bad listen line has
+     * said its own), say why. */
+    if (c->nlisten == 0 && ps->nerrors == 0)
+        add_late_error(ps, "server", "listen", "at least one address is needed");
+    if (c->max_uri_size > c->max_header_size) {
+        snprintf(why, sizeof(why), "must not exceed server.max_header_size (%llu)",
+                 (unsigned long long)c->max_header_size);
+        add_late_error(ps, "server", ps->lines[find_directive("server", "max_uri_size") -
+                                                directives] != 0
+                                         ? "max_uri_size"
+                                         : "max_header_size",
+                       why);
+    }
 }
 
 ap_config_t *ap_config_parse(const char *name, const char *text, size_t len, char *const *envp,

@@ -116,6 +116,42 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* RFC 3986 host[:port]: reg-name or IP literal characters only, so that a
+ * Host header cannot smuggle a path, a space or a user into anything that
+ * later builds a URL from it. */
+static int valid_host(ap_str_t v)
+{
+    static const char ok[] = "-._~%!$&'()*+,;=:[]";
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char c = (unsigned char)v.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c != '\0' && strchr(ok, c) != NULL)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Transfer-Encoding in a request: exactly one coding, chunked. Anything
+ * else we do not implement (501), and a doubled chunked is malformed. */
+static int check_transfer_encoding(ap_http_parser_t *hp, ap_str_t v, int *chunked)
+{
+    size_t i = 0;
+    while (i < v.len) {
+        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < v.len && v.p[i] != ',' && v.p[i] != ' ' && v.p[i] != '\t')
+            i++;
+        if (i == start)
+            continue;
+        if (!ap_str_caseeq(ap_str_make(v.p + start, i - start), AP_STR("chunked")))
+            return fail(hp, 501, "the only transfer coding accepted in requests is chunked");
+        if ((*chunked)++)
+            return fail(hp, 400, "chunked given twice in Transfer-Encoding");
+    }
+    return 0;
+}
+
 /* Splits the request-target into path and query; origin-form and the
  * absolute-form a proxy may send are both accepted. */
 static void split_target(ap_request_t *req)
@@ -163,13 +199,17 @@ static int on_headers_complete(llhttp_t *p)
     }
     split_target(req);
 
+    /* A request line without a version parses as HTTP/0.9, which has no
+     * headers and no keep-alive: not something to serve today. */
+    if (req->http_major == 0)
+        return fail(hp, 400, "the request line has no HTTP version");
     if (req->http_major != 1 || req->http_minor > 1)
         return fail(hp, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
 
     /* Checks llhttp leaves to us (RFC 9112): one Host in HTTP/1.1, no
      * control characters in values, no request smuggling through an
      * ambiguous length. */
-    int hosts = 0;
+    int hosts = 0, chunked = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const ap_header_t *h = &req->headers[i];
         for (size_t k = 0; k < h->value.len; k++) {
@@ -177,9 +217,14 @@ static int on_headers_complete(llhttp_t *p)
             if ((c < 0x20 && c != '\t') || c == 0x7f)
                 return fail(hp, 400, "invalid character in a header value");
         }
-        if (ap_str_caseeq(h->name, AP_STR("host")))
+        if (ap_str_caseeq(h->name, AP_STR("host"))) {
+            if (!valid_host(h->value))
+                return fail(hp, 400, "invalid Host header");
             hosts++;
-        else if (ap_str_caseeq(h->name, AP_STR("expect"))) {
+        } else if (ap_str_caseeq(h->name, AP_STR("transfer-encoding"))) {
+            if (check_transfer_encoding(hp, h->value, &chunked) < 0)
+                return -1;
+        } else if (ap_str_caseeq(h->name, AP_STR("expect"))) {
             if (!ap_str_caseeq(h->value, AP_STR("100-continue")))
                 return fail(hp, 417, "only \"Expect: 100-continue\" is supported");
             req->expect_continue = 1;
@@ -217,6 +262,16 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* A chunk larger than what is left of the body limit is refused at its
+ * size line, before any of its data is read. */
+static int on_chunk_header(llhttp_t *p)
+{
+    ap_http_parser_t *hp = HP(p);
+    if (p->content_length > hp->conf->max_body_size - hp->req.body.len)
+        return fail(hp, 413, "the request body is larger than server.max_body_size");
+    return 0;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     ap_http_parser_t *hp = HP(p);
@@ -235,6 +290,7 @@ static const llhttp_settings_t settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };
 
@@ -295,8 +351,6 @@ void ap_http_parser_next(ap_http_parser_t *hp)
 static int status_for(llhttp_errno_t err, const char *reason)
 {
     switch (err) {
-    case HPE_INVALID_VERSION:
-        return 505;
     case HPE_INVALID_TRANSFER_ENCODING:
         /* A request whose last transfer coding is not chunked (gzip,
          * identity, ...): we do not implement it (RFC 9112 6.1). Other
@@ -307,6 +361,24 @@ static int status_for(llhttp_errno_t err, const char *reason)
     default:
         return 400;
     }
+}
+
+/* Strict llhttp refuses versions it does not know (HTTP/3.0) the same way
+ * as garbage (HTTP/1.x). A well-formed HTTP-version deserves 505, the
+ * rest 400: look at the bytes around where the parser stopped. */
+static int wellformed_version(const char *start, const char *pos, const char *end)
+{
+    if (pos == NULL || pos < start || pos > end)
+        return 0;
+    const char *from = pos - start > 16 ? pos - 16 : start;
+    for (const char *p = pos; p >= from; p--) {
+        if (end - p >= 10 && memcmp(p, "HTTP/", 5) == 0)
+            return p[5] >= '0' && p[5] <= '9' && p[6] == '.' && p[7] >= '0' && p[7] <= '9' &&
+                   p[8] == '\r' && p[9] == '\n' && !(p[5] == '1' && p[7] <= '1');
+        if (end - p < 10 && p + 5 <= end && memcmp(p, "HTTP/", 5) == 0)
+            return 0;
+    }
+    return 0;
 }
 
 ap_http_event_t ap_http_parse(ap_http_parser_t *hp, const char *data, size_t len,
@@ -344,6 +416,11 @@ ap_http_event_t ap_http_parse(ap_http_parser_t *hp, const char *data, size_t len
         const char *reason = llhttp_get_error_reason(&hp->llhttp);
         hp->error_status = status_for(err, reason);
         hp->error_detail = reason;
+        if (err == HPE_INVALID_VERSION &&
+            wellformed_version(data, llhttp_get_error_pos(&hp->llhttp), data + len)) {
+            hp->error_status = 505;
+            hp->error_detail = "only HTTP/1.0 and HTTP/1.1 are supported";
+        }
     }
     return AP_HTTP_ERROR;
 }
