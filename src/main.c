@@ -139,6 +139,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* The master re-reads the file on HUP: hold on to where it is even if
+     * the working directory changes. */
+    char *abs_path = realpath(conf_path, NULL);
+    if (abs_path)
+        conf_path = abs_path;
+
     ap_buf_t errors;
     ap_buf_init(&errors);
     ap_config_t *conf = ap_config_load(conf_path, environ, &errors);
@@ -147,6 +153,7 @@ int main(int argc, char **argv)
         if (test)
             fprintf(stderr, "apiary: configuration file %s test failed\n", conf_path);
         ap_buf_cleanup(&errors);
+        free(abs_path);
         return 1;
     }
     ap_buf_cleanup(&errors);
@@ -154,11 +161,13 @@ int main(int argc, char **argv)
     if (test) {
         fprintf(stderr, "apiary: configuration file %s test is successful\n", conf_path);
         ap_config_free(conf);
+        free(abs_path);
         return 0;
     }
     if (signame) {
         int rc = send_signal(conf, signame);
         ap_config_free(conf);
+        free(abs_path);
         return rc;
     }
 
@@ -168,6 +177,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "apiary: cannot open error_log \"%s\": %s\n", conf->error_log,
                 strerror(-rc));
         ap_config_free(conf);
+        free(abs_path);
         return 1;
     }
     int ready_fd = -1;
@@ -181,5 +191,6 @@ int main(int argc, char **argv)
     if (rc != 0 && ap_log_fd() != STDERR_FILENO)
         fprintf(stderr, "apiary: start-up failed; see the error log\n");
     ap_log_close();
+    free(abs_path);
     return rc;
 }
