@@ -31,6 +31,8 @@ typedef enum {
     T_UINT,     /* plain integer */
     T_LOGLEVEL, /* level name */
     T_OFFSTR,   /* text, or "off" for NULL */
+    T_OPTSTR,   /* text, or empty for NULL */
+    T_PREFIX,   /* URL path prefix: "/" or "/x/y" */
 } dtype_t;
 
 typedef struct {
@@ -63,6 +65,18 @@ static const directive_t directives[] = {
     {"server", "max_body_size", T_SIZE, OFF(max_body_size), "1m", 0, 4 * GIB},
     {"server", "max_connections", T_UINT, OFF(max_connections), "4096", 1, 1000000},
     {"server", "server_header", T_OFFSTR, OFF(server_header), "apiary", 0, 0},
+    {"database", "uri", T_OPTSTR, OFF(db_uri), "", 0, 0},
+    {"database", "listen_uri", T_OPTSTR, OFF(db_listen_uri), "", 0, 0},
+    {"database", "pool_size", T_UINT, OFF(db_pool_size), "4", 1, 256},
+    {"database", "queue_size", T_UINT, OFF(db_queue_size), "1024", 0, 1000000},
+    {"database", "pool_timeout", T_DURATION, OFF(db_pool_timeout_ms), "5s", 0, DAY_MS},
+    {"database", "connect_timeout", T_DURATION, OFF(db_connect_timeout_ms), "5s", 100, DAY_MS},
+    {"database", "statement_timeout", T_DURATION, OFF(db_statement_timeout_ms), "30s", 0, DAY_MS},
+    {"database", "request_timeout", T_DURATION, OFF(db_request_timeout_ms), "60s", 100, DAY_MS},
+    {"database", "unhealthy_grace", T_DURATION, OFF(db_unhealthy_grace_ms), "10s", 0, DAY_MS},
+    {"api", "schemas", T_STRING, OFF(api_schemas), "api", 0, 0},
+    {"api", "anon_role", T_OPTSTR, OFF(api_anon_role), "anon", 0, 0},
+    {"api", "prefix", T_PREFIX, OFF(api_prefix), "/", 0, 0},
     {"log", "level", T_LOGLEVEL, OFF(log_level), "info", 0, 0},
     {"log", "error_log", T_STRING, OFF(error_log), "stderr", 0, 0},
 };
@@ -228,6 +242,23 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
         *(char **)field =
             (d->type == T_OFFSTR && strcmp(value, "off") == 0) ? NULL : ap_xstrdup(value);
         return;
+    case T_OPTSTR:
+        free(*(char **)field);
+        *(char **)field = value[0] ? ap_xstrdup(value) : NULL;
+        return;
+    case T_PREFIX: {
+        size_t n = strlen(value);
+        if (n == 0 || value[0] != '/' || strstr(value, "//") || strchr(value, '?') ||
+            strchr(value, '#') || strchr(value, ' ')) {
+            add_error(ps, where, d, "expected a URL path such as / or /api, got \"%s\"", value);
+            return;
+        }
+        while (n > 1 && value[n - 1] == '/')
+            n--;
+        free(*(char **)field);
+        *(char **)field = ap_xstrndup(value, n);
+        return;
+    }
     case T_DURATION:
         if (ap_config_parse_duration(value, &v) < 0) {
             add_error(ps, where, d,
@@ -437,6 +468,17 @@ static void validate(parse_t *ps)
 {
     ap_config_t *c = ps->conf;
     char why[128];
+    /* Schema names travel as identifiers: keep them to what PostgreSQL
+     * takes unquoted or quoted, without separators of their own. */
+    for (const char *p = c->api_schemas; *p; p++) {
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) {
+            add_late_error(ps, "api", "schemas", "schema names cannot hold quotes, backslashes or control characters");
+            break;
+        }
+    }
+    if (c->api_anon_role && strlen(c->api_anon_role) > 63)
+        add_late_error(ps, "api", "anon_role", "longer than PostgreSQL's 63-byte names");
+
     /* With no listener left and no error said yet (a bad listen line has
      * said its own), say why. */
     if (c->nlisten == 0 && ps->nerrors == 0)
@@ -536,7 +578,8 @@ void ap_config_free(ap_config_t *c)
     free_listen(c);
     for (size_t i = 0; i < NDIRECTIVES; i++) {
         const directive_t *d = &directives[i];
-        if (d->type == T_STRING || d->type == T_OFFSTR)
+        if (d->type == T_STRING || d->type == T_OFFSTR || d->type == T_OPTSTR ||
+            d->type == T_PREFIX)
             free(*(char **)((char *)c + d->offset));
     }
     free(c->path);

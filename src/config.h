@@ -35,6 +35,22 @@ typedef struct ap_config_s {
     uint64_t max_connections;
     char *server_header; /* NULL: no Server header */
 
+    /* [database]: no uri, no database (the API is off, /ready needs nothing) */
+    char *db_uri;
+    char *db_listen_uri;
+    uint64_t db_pool_size;
+    uint64_t db_queue_size;
+    uint64_t db_pool_timeout_ms;
+    uint64_t db_connect_timeout_ms;
+    uint64_t db_statement_timeout_ms;
+    uint64_t db_request_timeout_ms;
+    uint64_t db_unhealthy_grace_ms;
+
+    /* [api] */
+    char *api_schemas; /* comma-separated; the first is the default */
+    char *api_anon_role;
+    char *api_prefix;  /* "/" or "/api": no trailing slash but for "/" */
+
     /* [log] */
     int log_level;
     char *error_log; /* "stderr" or a path */

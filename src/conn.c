@@ -62,8 +62,11 @@ void ap_conn_close(ap_conn_t *c)
 {
     if (c->state == AP_CONN_CLOSING)
         return;
-    if (c->state == AP_CONN_HANDLING)
+    if (c->state == AP_CONN_HANDLING) {
         ap_shm_sub(c->worker->slot->in_flight, 1);
+        if (c->hp.req.on_abort)
+            c->hp.req.on_abort(&c->hp.req);
+    }
     c->state = AP_CONN_CLOSING;
     uv_close(&c->io.handle, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -115,7 +118,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             ap_conn_close(c);
             return;
         }
-        /* A half-close: answer what was sent, then close. */
+        /* While a request is being handled, the client going away means
+         * it no longer wants the answer (nginx's proxy_ignore_client_abort
+         * off): stop the work. Otherwise, a half-close: answer what was
+         * sent, then close. */
+        if (c->state == AP_CONN_HANDLING && c->hp.req.on_abort) {
+            ap_conn_close(c);
+            return;
+        }
         c->eof = 1;
         conn_process(c);
         return;
@@ -369,6 +379,7 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
     c->requests++;
     ap_shm_add(c->worker->slot->requests, 1);
     ap_shm_sub(c->worker->slot->in_flight, 1);
+    req->on_abort = NULL;
     /* Leave HANDLING first: a failed write closes the connection, and the
      * request is no longer in flight. */
     c->state = keep ? AP_CONN_IDLE : AP_CONN_LINGER;

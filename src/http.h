@@ -38,6 +38,11 @@ typedef struct ap_request_s {
     unsigned has_body : 1;        /* Content-Length > 0 or chunked */
     uint64_t start_ms;            /* monotonic, when the first byte arrived */
     ap_buf_t resp_headers;        /* extra header lines for the response */
+    /* Set by a handler that answers later: called if the connection
+     * closes first (client gone, fast shutdown); the request must not be
+     * answered after that. */
+    void (*on_abort)(struct ap_request_s *req);
+    void *handler_data;
 } ap_request_t;
 
 typedef enum {

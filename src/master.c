@@ -35,6 +35,8 @@ extern char **environ;
 #define AP_FAST_SHUTDOWN_MS 3000
 /* After QUIT, on top of shutdown_timeout (which the workers enforce). */
 #define AP_GRACEFUL_MARGIN_MS 2000
+/* How often the master looks at the workers' health in shared memory. */
+#define AP_HEALTH_CHECK_MS 1000
 /* Slots: a full set of workers plus the set a reload replaces. */
 #define AP_SLOTS (2 * AP_MAX_WORKERS)
 
@@ -69,6 +71,7 @@ static struct {
     int sigfd;
     mstate_t state;
     uint64_t kill_at; /* monotonic; 0 = none */
+    uint64_t health_at; /* monotonic: the next look at the workers' health */
     int pidfile_written;
 } M;
 
@@ -387,9 +390,51 @@ static void handle_signal(int sig)
     }
 }
 
+/* A worker whose database pool has had no connection for unhealthy_grace
+ * while other workers' pools are fine has a fault of its own: replace it.
+ * When every pool is down the database is, and replacing workers would
+ * only add churn: /ready already tells the balancer. */
+static void check_health(uint64_t now)
+{
+    if (M.state != M_RUNNING || M.conf->db_uri == NULL)
+        return;
+    int healthy = 0;
+    for (size_t i = 0; i < AP_SLOTS; i++)
+        if (M.slots[i].state == W_RUNNING && M.slots[i].generation == M.generation &&
+            ap_shm_load(M.shm->slots[i].db_state) == AP_DB_HEALTHY)
+            healthy++;
+    if (healthy == 0)
+        return;
+    for (size_t i = 0; i < AP_SLOTS; i++) {
+        wslot_t *s = &M.slots[i];
+        ap_shm_slot_t *shs = &M.shm->slots[i];
+        if (s->state != W_RUNNING || s->generation != M.generation ||
+            ap_shm_load(shs->db_state) != AP_DB_UNHEALTHY ||
+            now - ap_shm_load(shs->db_since_ms) < M.conf->db_unhealthy_grace_ms)
+            continue;
+        size_t slot = free_slot();
+        if (slot == AP_SLOTS)
+            return;
+        ap_log(AP_LOG_WARN,
+               "worker %d (pid %ld): database pool unhealthy for over %llu ms while %d other "
+               "workers are healthy: replacing it",
+               s->id, (long)s->pid, (unsigned long long)M.conf->db_unhealthy_grace_ms, healthy);
+        if (kill(s->pid, SIGQUIT) < 0 && errno != ESRCH)
+            ap_log_errno(AP_LOG_ERR, errno, "kill(%ld, QUIT) failed", (long)s->pid);
+        s->state = W_STOPPING;
+        memset(&M.slots[slot], 0, sizeof(M.slots[slot]));
+        M.slots[slot].restarts = s->restarts + 1;
+        spawn(slot, s->id);
+    }
+}
+
 static void run_timers(void)
 {
     uint64_t now = ap_clock_mono_ms();
+    if (now >= M.health_at) {
+        check_health(now);
+        M.health_at = now + AP_HEALTH_CHECK_MS;
+    }
     for (size_t i = 0; i < AP_SLOTS; i++) {
         wslot_t *s = &M.slots[i];
         if (s->state == W_RESPAWN && now >= s->respawn_at) {
@@ -416,6 +461,8 @@ static int next_timeout(void)
             next = M.slots[i].respawn_at;
     if (M.kill_at && M.kill_at < next)
         next = M.kill_at;
+    if (M.state == M_RUNNING && M.conf->db_uri && M.health_at < next)
+        next = M.health_at;
     if (next == UINT64_MAX)
         return -1;
     return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);

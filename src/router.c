@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* Request dispatch. Order: built-in endpoints (/live), then 404. */
+/* Request dispatch. Order: built-in endpoints (/live, /ready), then the
+ * API under [api] prefix, then 404. */
 #include "router.h"
 
 #include <stdio.h>
 
+#include "api.h"
 #include "buf.h"
+#include "conn.h"
 #include "json.h"
+#include "worker.h"
 
 static void handle_live(ap_request_t *req)
 {
@@ -19,10 +23,46 @@ static void handle_live(ap_request_t *req)
     ap_http_respond(req, 200, "application/json", body, sizeof(body) - 1);
 }
 
+/* 200 when this worker can serve the API: its pool reaches PostgreSQL and
+ * its schema cache is loaded (or no database is configured); 503 with the
+ * reason otherwise, and while the worker drains. */
+static void handle_ready(ap_request_t *req)
+{
+    static const char body[] = "{\"status\":\"ready\"}";
+    ap_worker_t *w = req->conn->worker;
+    const char *why = NULL;
+    if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
+        ap_http_add_header(req, "Allow", "GET, HEAD");
+        ap_http_respond_error(req, 405, "/ready answers GET and HEAD");
+        return;
+    }
+    ap_http_add_header(req, "Cache-Control", "no-store");
+    if (w->draining)
+        why = "the worker is shutting down";
+    else if (w->db && !ap_db_ready(w->db, &why))
+        ;
+    else {
+        ap_http_respond(req, 200, "application/json", body, sizeof(body) - 1);
+        return;
+    }
+    ap_http_add_header(req, "Retry-After", "1");
+    ap_http_respond_error(req, 503, why);
+}
+
 void ap_router_dispatch(ap_request_t *req)
 {
+    ap_worker_t *w = req->conn->worker;
+    ap_str_t rest;
     if (ap_str_eq(req->path, AP_STR("/live"))) {
         handle_live(req);
+        return;
+    }
+    if (ap_str_eq(req->path, AP_STR("/ready"))) {
+        handle_ready(req);
+        return;
+    }
+    if (w->db && ap_api_match(w->conf, req->path, &rest)) {
+        ap_api_dispatch(req, w->db, rest);
         return;
     }
     ap_buf_t details;

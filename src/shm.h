@@ -27,8 +27,19 @@ typedef struct ap_shm_slot_s {
     uint64_t accepted;        /* connections accepted */
     uint64_t bytes_out;       /* response bytes handed to the kernel */
     uint64_t parse_errors;    /* requests answered 4xx/5xx by the HTTP layer */
-    char pad[48];
-} ap_shm_slot_t;
+    uint32_t db_state;        /* ap_db_state_t */
+    uint32_t schema_loaded;   /* the schema cache is usable */
+    uint64_t db_since_ms;     /* CLOCK_MONOTONIC: when db_state last changed */
+    uint64_t schema_reloads;  /* schema cache loads after the first */
+    uint64_t db_errors;       /* failed connection attempts and broken connections */
+} __attribute__((aligned(64))) ap_shm_slot_t;
+
+typedef enum {
+    AP_DB_NONE = 0,  /* no database configured */
+    AP_DB_CONNECTING, /* never connected yet */
+    AP_DB_HEALTHY,   /* at least one pool connection is up */
+    AP_DB_UNHEALTHY, /* no connection could be made */
+} ap_db_state_t;
 
 typedef struct ap_shm_s {
     uint32_t magic;

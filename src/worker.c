@@ -230,6 +230,8 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
         w.polls[i].data = &w;
     }
 
+    w.db = ap_db_new(w.loop, conf, w.slot);
+
     on_heartbeat(&w.heartbeat);
     uv_timer_start(&w.heartbeat, on_heartbeat, AP_HEARTBEAT_MS, AP_HEARTBEAT_MS);
     start_accepting(&w);
@@ -238,6 +240,7 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
 
     uv_run(w.loop, UV_RUN_DEFAULT);
 
+    ap_db_close(w.db);
     /* Close every handle and let their callbacks run, so that the process
      * exits with nothing leaked. */
     uv_walk(w.loop, close_walk, NULL);

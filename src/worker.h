@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "db.h"
 #include "listener.h"
 #include "shm.h"
 
@@ -25,6 +26,7 @@ typedef struct ap_worker_s {
     uv_timer_t deadline;     /* shutdown_timeout while draining */
     uv_timer_t accept_retry; /* after EMFILE/ENFILE */
     uv_signal_t sig_term, sig_quit, sig_usr1;
+    ap_db_t *db;             /* NULL without [database] uri */
     struct ap_conn_s *conns; /* every open connection */
     size_t nconns;
     unsigned draining : 1;
