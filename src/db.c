@@ -90,7 +90,20 @@ static void on_pool_healthy(void *data)
     load_schema(db);
 }
 
-ap_db_t *ap_db_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_slot_t *slot)
+/* A test hook: APIARY_TEST_BREAK_DB_WORKER=N gives worker N a database
+ * address that cannot work, so that the tests can watch the master
+ * replace a worker whose pool alone is unhealthy. */
+static const char *pool_uri(const ap_config_t *conf, int id)
+{
+    const char *v = getenv("APIARY_TEST_BREAK_DB_WORKER");
+    if (v && *v && atoi(v) == id && strspn(v, "0123456789") == strlen(v)) {
+        ap_log(AP_LOG_WARN, "APIARY_TEST_BREAK_DB_WORKER: this worker's pool is broken on purpose");
+        return "postgresql://apiary-test-hook@127.0.0.1:1/broken";
+    }
+    return conf->db_uri;
+}
+
+ap_db_t *ap_db_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_slot_t *slot, int id)
 {
     if (conf->db_uri == NULL) {
         ap_shm_store(slot->db_state, AP_DB_NONE);
@@ -111,7 +124,7 @@ ap_db_t *ap_db_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_slot_t *slot
     db->default_schema = ap_xstrndup(db->schemas, n);
     uv_timer_init(loop, &db->retry);
     db->retry.data = db;
-    db->pool = ap_pg_pool_new(loop, conf, slot, on_pool_healthy, db);
+    db->pool = ap_pg_pool_new(loop, conf, pool_uri(conf, id), slot, on_pool_healthy, db);
     db->listen = ap_pg_listen_new(loop, conf->db_listen_uri ? conf->db_listen_uri : conf->db_uri,
                                   conf->db_connect_timeout_ms, on_notify, db);
     return db;
@@ -120,7 +133,7 @@ ap_db_t *ap_db_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_slot_t *slot
 int ap_db_ready(const ap_db_t *db, const char **why)
 {
     if (!ap_pg_pool_healthy(db->pool)) {
-        *why = "the database pool has no connection to PostgreSQL";
+        *why = "PostgreSQL cannot be reached through the database pool";
         return 0;
     }
     if (db->schema == NULL) {

@@ -25,9 +25,9 @@ typedef struct ap_db_s {
     unsigned loading : 1, reload_pending : 1, closing : 1;
 } ap_db_t;
 
-/* Starts the pool and the listener for conf's [database]; NULL when no
- * database is configured. */
-ap_db_t *ap_db_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_slot_t *slot);
+/* Starts worker id's pool and listener for conf's [database]; NULL when
+ * no database is configured. */
+ap_db_t *ap_db_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_slot_t *slot, int id);
 
 /* Loads the schema cache again (HUP, NOTIFY). */
 void ap_db_reload_schema(ap_db_t *db);

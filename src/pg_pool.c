@@ -17,6 +17,9 @@
 /* A cancelled statement whose result has not come back in this long has a
  * connection we no longer trust: it is closed. */
 #define CANCEL_GRACE_MS 5000
+/* With no successful round trip for this long, the pool sends "select 1":
+ * behind pgBouncer a connection can be up while PostgreSQL is not. */
+#define PING_INTERVAL_MS 1000
 
 /* One round trip: the settings, the statement, then Sync. Without an
  * explicit BEGIN the statements up to Sync form one implicit transaction,
@@ -58,6 +61,10 @@ struct ap_pg_pool_s {
     int healthy;
     int ever_connected;
     int closing;
+    int db_ok;          /* the last round trip (or ping) reached PostgreSQL */
+    uint64_t last_ok;   /* monotonic ms of the last successful round trip */
+    ap_pg_query_t *ping; /* the ping in flight */
+    const char *uri;
 };
 
 static void conn_connect(pg_conn_t *c);
@@ -159,6 +166,7 @@ static void update_health(ap_pg_pool_t *p)
     for (size_t i = 0; i < p->nconns; i++)
         if (p->conns[i].state == PC_READY || p->conns[i].state == PC_BUSY)
             up = 1;
+    up = up && p->db_ok;
     if (up == p->healthy && p->ever_connected)
         return;
     uint32_t state = up ? AP_DB_HEALTHY : p->ever_connected || !connecting_count(p)
@@ -176,7 +184,7 @@ static void update_health(ap_pg_pool_t *p)
         ap_log(AP_LOG_INFO, "database pool connected");
         if (p->on_healthy)
             p->on_healthy(p->on_healthy_data);
-    } else {
+    } else if (!p->closing) {
         ap_log(AP_LOG_ERR, "database pool has no connection");
     }
 }
@@ -274,7 +282,7 @@ static void conn_connect(pg_conn_t *c)
 {
     ap_pg_pool_t *p = c->pool;
     static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {p->conf->db_uri, "apiary", NULL};
+    const char *values[] = {p->uri, "apiary", NULL};
     c->pg = PQconnectStartParams(keys, values, 1);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         conn_broken(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
@@ -336,11 +344,57 @@ static void take_queued(ap_pg_pool_t *p)
     }
 }
 
+/* Whether PostgreSQL answered: an error of class 08 (connection) or an
+ * administrator shutdown (57P01..57P03) comes from pgBouncer or a server
+ * that is going away, not from the statement. */
+static int reached_database(const PGresult *r)
+{
+    if (r == NULL || PQresultStatus(r) != PGRES_FATAL_ERROR)
+        return 1;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (state == NULL)
+        return 0;
+    return strncmp(state, "08", 2) != 0 && strncmp(state, "57P0", 4) != 0;
+}
+
+static void set_db_ok(ap_pg_pool_t *p, int ok)
+{
+    if (ok)
+        p->last_ok = ap_clock_mono_ms();
+    if (ok == p->db_ok)
+        return;
+    p->db_ok = ok;
+    if (!ok)
+        ap_log(AP_LOG_ERR, "database unreachable through the pool");
+    update_health(p);
+    if (p->healthy)
+        return;
+    fail_queue(p, AP_PG_UNAVAILABLE);
+    /* Statements sent before the outage wait for a server that is not
+     * coming (pgBouncer queues them): answer them now, cancel them, and
+     * let the connections come back when the cancel is answered. */
+    uint64_t now = ap_clock_mono_ms();
+    for (size_t i = 0; i < p->nconns; i++) {
+        ap_pg_query_t *q = p->conns[i].q;
+        if (p->conns[i].state != PC_BUSY || q == p->ping || q->cancelled_at)
+            continue;
+        q->cancelled_at = now;
+        ap_pg_cancel(p->loop, p->conns[i].pg);
+        if (!q->abandoned && !q->answered) {
+            q->answered = 1;
+            q->done(q, AP_PG_UNAVAILABLE, NULL);
+        }
+    }
+    pool_rearm(p);
+}
+
 /* The transaction's results are all in (Sync came back): answer, and the
  * connection is free again. */
 static void conn_done(pg_conn_t *c)
 {
     ap_pg_query_t *q = c->q;
+    if (!q->cancelled_at)
+        set_db_ok(c->pool, reached_database(q->result));
     c->q = NULL;
     c->state = PC_READY;
     q->conn = NULL;
@@ -471,6 +525,49 @@ static void conn_broken(pg_conn_t *c, const char *why)
     }
 }
 
+/* --- pings --- */
+
+static void on_ping(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
+{
+    ap_pg_pool_t *p = q->data;
+    p->ping = NULL;
+    if (p->closing)
+        return;
+    int ok = st == AP_PG_OK && PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok && p->db_ok)
+        ap_log(AP_LOG_WARN, "database ping failed: %s",
+               st == AP_PG_OK ? PQresultErrorMessage(res) : "no answer within connect_timeout");
+    set_db_ok(p, ok);
+}
+
+static void send_ping(ap_pg_pool_t *p, pg_conn_t *c)
+{
+    ap_pg_query_t *q = ap_pg_query_new(0);
+    uint64_t now = ap_clock_mono_ms();
+    q->sql = ap_xstrdup("select 1");
+    q->done = on_ping;
+    q->data = p;
+    q->pool = p;
+    /* An answer that takes longer than a connection may take means the
+     * database is not there. */
+    q->deadline = q->queued_until = now + p->conf->db_connect_timeout_ms;
+    p->ping = q;
+    p->last_ok = now; /* one ping per interval, whatever its outcome */
+    send_query(c, q);
+}
+
+static void maybe_ping(ap_pg_pool_t *p, uint64_t now)
+{
+    if (p->ping || p->closing || now < p->last_ok + PING_INTERVAL_MS)
+        return;
+    for (size_t i = 0; i < p->nconns; i++) {
+        if (p->conns[i].state == PC_READY) {
+            send_ping(p, &p->conns[i]);
+            return;
+        }
+    }
+}
+
 /* --- deadlines: one timer for the whole pool --- */
 
 static void on_timer(uv_timer_t *t)
@@ -511,6 +608,7 @@ static void on_timer(uv_timer_t *t)
             conn_connect(c);
         }
     }
+    maybe_ping(p, now);
     pool_rearm(p);
 }
 
@@ -537,6 +635,8 @@ static void pool_rearm(ap_pg_pool_t *p)
         if (t < next)
             next = t;
     }
+    if (!p->ping && p->ever_connected && p->last_ok + PING_INTERVAL_MS < next)
+        next = p->last_ok + PING_INTERVAL_MS;
     if (next == UINT64_MAX) {
         uv_timer_stop(&p->timer);
         return;
@@ -547,8 +647,8 @@ static void pool_rearm(ap_pg_pool_t *p)
 
 /* --- the public side --- */
 
-ap_pg_pool_t *ap_pg_pool_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_slot_t *slot,
-                             void (*on_healthy)(void *data), void *data)
+ap_pg_pool_t *ap_pg_pool_new(uv_loop_t *loop, const ap_config_t *conf, const char *uri,
+                             ap_shm_slot_t *slot, void (*on_healthy)(void *data), void *data)
 {
     ap_pg_pool_t *p = ap_xcalloc(1, sizeof(*p));
     p->loop = loop;
@@ -557,11 +657,13 @@ ap_pg_pool_t *ap_pg_pool_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_sl
     p->on_healthy = on_healthy;
     p->on_healthy_data = data;
     p->nconns = conf->db_pool_size;
+    p->uri = uri;
     p->conns = ap_xcalloc(p->nconns, sizeof(*p->conns));
     snprintf(p->statement_timeout, sizeof(p->statement_timeout), "%llu",
              (unsigned long long)conf->db_statement_timeout_ms);
     uv_timer_init(loop, &p->timer);
     p->timer.data = p;
+    p->db_ok = 1;
     ap_shm_store(slot->db_state, AP_DB_CONNECTING);
     ap_shm_store(slot->db_since_ms, ap_clock_mono_ms());
     for (size_t i = 0; i < p->nconns; i++) {
@@ -584,7 +686,9 @@ void ap_pg_submit(ap_pg_pool_t *p, ap_pg_query_t *q)
             return;
         }
     }
-    if (!p->healthy && connecting_count(p) == 0) {
+    /* Down, or up only as far as pgBouncer: answer at once rather than
+     * after every timeout. */
+    if (!p->healthy && (connecting_count(p) == 0 || !p->db_ok)) {
         query_finish(q, AP_PG_UNAVAILABLE);
         return;
     }

@@ -60,11 +60,12 @@ struct ap_pg_query_s {
 /* A query with room for nparams parameters (params[i] start NULL). */
 ap_pg_query_t *ap_pg_query_new(int nparams);
 
-/* Creates the pool and starts connecting pool_size connections to
- * conf->db_uri. The pool records its health in slot. on_healthy, when not
- * NULL, is called each time the pool goes from no connection to one. */
-ap_pg_pool_t *ap_pg_pool_new(uv_loop_t *loop, const ap_config_t *conf, ap_shm_slot_t *slot,
-                             void (*on_healthy)(void *data), void *data);
+/* Creates the pool and starts connecting pool_size connections to uri
+ * (which must outlive the pool). The pool records its health in slot:
+ * healthy while a connection is up and the last round trip reached
+ * PostgreSQL. on_healthy, when not NULL, runs each time it becomes so. */
+ap_pg_pool_t *ap_pg_pool_new(uv_loop_t *loop, const ap_config_t *conf, const char *uri,
+                             ap_shm_slot_t *slot, void (*on_healthy)(void *data), void *data);
 
 /* Runs q: at once on a free connection, else after a wait in the queue.
  * q->done is called exactly once, possibly before this returns. */

@@ -230,7 +230,7 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
         w.polls[i].data = &w;
     }
 
-    w.db = ap_db_new(w.loop, conf, w.slot);
+    w.db = ap_db_new(w.loop, conf, w.slot, id);
 
     on_heartbeat(&w.heartbeat);
     uv_timer_start(&w.heartbeat, on_heartbeat, AP_HEARTBEAT_MS, AP_HEARTBEAT_MS);
