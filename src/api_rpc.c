@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
@@ -358,9 +359,17 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
     const char *why = NULL;
     ap_buf_t details;
     ap_buf_init(&details);
-    if (is_get) {
-        if (args_from_query(&a, req->query, &why) < 0) {
-            ap_api_error(req, 400, "PGRST100", "Failed to parse the query string", why, NULL);
+    const ap_str_t *ctype = ap_http_header(req, AP_STR("content-type"));
+    int form = !is_get && ctype && ctype->len >= 33 &&
+               strncasecmp(ctype->p, "application/x-www-form-urlencoded", 33) == 0;
+    if (is_get || form) {
+        /* A form body carries named arguments the way a query string does
+         * (PostgREST takes both). */
+        ap_str_t src = is_get ? req->query : ap_buf_str(&req->body);
+        if (args_from_query(&a, src, &why) < 0) {
+            ap_api_error(req, 400, is_get ? "PGRST100" : "PGRST102",
+                         is_get ? "Failed to parse the query string" : "Failed to parse the form",
+                         why, NULL);
             goto out;
         }
     } else if (args_from_body(&a, req, &tree, &details) < 0) {
@@ -373,7 +382,7 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
         ap_schema_funcs(db->schema, db->default_schema, ap_buf_str(&name), &nf);
     const ap_schema_func_t *best = NULL;
     int ambiguous = 0;
-    int object_body = is_get || (tree && YAJL_IS_OBJECT(tree));
+    int object_body = is_get || form || (tree && YAJL_IS_OBJECT(tree));
     for (size_t i = 0; i < nf; i++) {
         if (!object_body || !matches(funcs[i], &a))
             continue;
@@ -386,7 +395,7 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
     }
     /* PostgREST's fallback: one unnamed json/jsonb parameter takes the
      * whole body. */
-    if (best == NULL && !is_get) {
+    if (best == NULL && !is_get && !form) {
         for (size_t i = 0; i < nf; i++) {
             if (single_json_param(funcs[i])) {
                 best = funcs[i];
