@@ -15,12 +15,22 @@ package Apiary::Test;
 # Environment:
 #   APIARY_BIN        the daemon to test (required)
 #   APIARY_TEST_KEEP  keep the temporary directories (their paths are printed)
+#                     and the test databases
 #   APIARY_TEST_VERBOSE  print the logs of every instance on teardown
+#   APIARY_TEST_PG_DIR   the running cluster (contrib/dev/pg) in which
+#                     database tests (new(db => 1)) create their databases;
+#                     t/lib/with-pg sets it. Without it a database test fails
+#                     when CI is set (CI=true), and is skipped otherwise.
+#   APIARY_SRCDIR     the source tree (for contrib/dev/pg and sql/); by
+#                     default, found from this file's path
 
 use v5.36;
 
 use Carp qw(croak);
+use Cwd ();
 use Exporter qw(import);
+use File::Basename ();
+use File::Spec ();
 use File::Temp ();
 use IO::Socket::INET ();
 use JSON::PP ();
@@ -53,6 +63,13 @@ our $CURRENT;       # the most recent object; used by the exported http()
 
 my $JSON = JSON::PP->new->utf8->canonical;
 
+# The source tree: t/lib/Apiary/Test.pm is three levels down. Resolved now,
+# before any test changes directory.
+my $SRCDIR = $ENV{APIARY_SRCDIR}
+    // Cwd::abs_path(File::Spec->catdir(File::Basename::dirname(__FILE__), '..', '..', '..'));
+my $DEV_PG = $ENV{APIARY_DEV_PG} // "$SRCDIR/contrib/dev/pg";
+my $NDB = 0;        # databases created by this process, for unique names
+
 # The kcmp(2) syscall number tells whether two descriptors in two processes
 # are the same open file description. x86_64 and aarch64 only; elsewhere
 # the fd checks fall back to inode comparison.
@@ -73,6 +90,7 @@ END {
         next unless defined $t && $t->{owner} == $$;
         local $?;
         $t->_kill_all;
+        $t->_db_cleanup;
     }
 }
 
@@ -93,11 +111,29 @@ END {
 #              from the config)
 #   name    => label used in test names (default: the script name)
 #   allow_log => qr// of crit/alert lines that this test provokes on purpose
-# %%TESTDIR%% and %%PORT_n%% in raw/extra text are replaced.
+#   db      => 1: a database test. A fresh database, loaded with
+#              sql/apiary.sql and the example sql/examples/tasks.sql, is
+#              created for this object in the cluster of APIARY_TEST_PG_DIR
+#              and dropped on teardown; the configuration gets
+#              [database] uri (through pgBouncer), listen_uri (straight to
+#              PostgreSQL) and [api] schemas = api, anon_role = anon, unless
+#              config gives them (undef leaves one out).
+#              db => 'private': the same in a cluster of this test's own,
+#              started in the test directory and stopped on teardown: for
+#              tests that stop or restart PostgreSQL or pgBouncer, which
+#              would disturb other tests sharing the cluster.
+#              Without APIARY_TEST_PG_DIR (db => 1), new() skips the whole
+#              test file (so create the object before any test), or, when
+#              CI is set, dies: CI never skips a database test.
+# %%TESTDIR%% and %%PORT_n%% in raw/extra text are replaced; in a database
+# test also %%DBNAME%%, %%DB_URI%%, %%DB_LISTEN_URI%%, %%PG_PORT%%,
+# %%PGBOUNCER_PORT%%.
 sub new($class, %opts) {
     my $bin = $ENV{APIARY_BIN};
     croak 'APIARY_BIN is not set (the path of the apiary binary to test)' unless $bin;
     croak "APIARY_BIN=$bin is not an executable file" unless -f $bin && -x _;
+    # Skips the file, or dies, before anything is set up.
+    _db_available($opts{db}) if $opts{db};
 
     my $dir = File::Temp->newdir('apiary-test-XXXXXXXX',
         TMPDIR => 1, CLEANUP => $ENV{APIARY_TEST_KEEP} ? 0 : 1);
@@ -123,9 +159,15 @@ sub new($class, %opts) {
     push @{$self->{ports}}, _free_port($self->{ports}) for 1 .. $nports;
 
     diag_keep($self->{dir}) if $ENV{APIARY_TEST_KEEP};
+    if ($opts{db}) {
+        # Registered before the database exists, so that END drops it even
+        # if something below dies.
+        push @LIVE, $self;
+        $self->_db_setup($opts{db});
+    }
     $self->write_config(%opts);
 
-    push @LIVE, $self;
+    push @LIVE, $self unless $opts{db};
     $CURRENT = $self;
     return $self;
 }
@@ -158,6 +200,13 @@ sub port($self, $i = 0) {
 sub subst($self, $text) {
     $text =~ s/%%TESTDIR%%/$self->{dir}/g;
     $text =~ s/%%PORT_(\d+)%%/$self->port($1)/ge;
+    if ($self->{dbname}) {
+        $text =~ s/%%DBNAME%%/$self->{dbname}/g;
+        $text =~ s/%%DB_URI%%/$self->db_uri/ge;
+        $text =~ s/%%DB_LISTEN_URI%%/$self->db_listen_uri/ge;
+        $text =~ s/%%PG_PORT%%/$self->pg_port/ge;
+        $text =~ s/%%PGBOUNCER_PORT%%/$self->pgbouncer_port/ge;
+    }
     return $text;
 }
 
@@ -176,6 +225,14 @@ sub write_config($self, %opts) {
         $s->{workers} = 2 unless exists $s->{workers};
         $l->{error_log} = "$self->{dir}/error.log" unless exists $l->{error_log};
         $l->{level} = 'info' unless exists $l->{level};
+        if ($self->{dbname}) {
+            my $d = $conf{database} //= {};
+            $d->{uri} = $self->db_uri unless exists $d->{uri};
+            $d->{listen_uri} = $self->db_listen_uri unless exists $d->{listen_uri};
+            my $a = $conf{api} //= {};
+            $a->{schemas} = 'api' unless exists $a->{schemas};
+            $a->{anon_role} = 'anon' unless exists $a->{anon_role};
+        }
 
         $text = "# written by Apiary::Test for $self->{name}\n";
         my @sections = ('server', 'log', sort grep { $_ ne 'server' && $_ ne 'log' } keys %conf);
@@ -563,6 +620,7 @@ sub teardown($self) {
     if ($ENV{APIARY_TEST_VERBOSE} || !Test::More->builder->is_passing) {
         Test::More::diag("logs of $self->{dir}:\n" . $self->log_tail(60));
     }
+    $self->_db_cleanup;
 }
 
 sub DESTROY($self) {
@@ -572,6 +630,213 @@ sub DESTROY($self) {
         $self->teardown;
     }
     $self->_kill_all;
+}
+
+# ---------------------------------------------------------------------------
+# Database: a fresh database per test object, in the shared cluster of
+# APIARY_TEST_PG_DIR (t/lib/with-pg starts one per run) or in a private one
+# ---------------------------------------------------------------------------
+
+sub _ci() {
+    my $ci = $ENV{CI} // '';
+    return $ci ne '' && $ci ne '0' && lc $ci ne 'false';
+}
+
+# Called by new() before anything is set up: skips the test file, or dies
+# under CI, when there is no cluster to use.
+sub _db_available($mode) {
+    return if $mode eq 'private';
+    my $dir = $ENV{APIARY_TEST_PG_DIR};
+    if (!defined $dir || $dir eq '') {
+        my $why = 'APIARY_TEST_PG_DIR is not set: database tests need PostgreSQL and pgBouncer '
+            . '(run them under t/lib/with-pg, as make check does)';
+        croak "$why; CI is set, so this is a failure" if _ci();
+        Test::More::plan(skip_all => $why);
+    }
+    croak "APIARY_TEST_PG_DIR=$dir: no $dir/env (is the cluster started? contrib/dev/pg start $dir)"
+        unless -f "$dir/env";
+}
+
+# The variables of DIR/env (export NAME=value or NAME='value' lines).
+sub _read_pg_env($dir) {
+    open my $fh, '<', "$dir/env" or croak "open $dir/env: $!";
+    my %e;
+    while (my $line = <$fh>) {
+        next unless $line =~ /^\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*?)\s*$/;
+        my ($k, $v) = ($1, $2);
+        $v = $1 if $v =~ /^'(.*)'$/ || $v =~ /^"(.*)"$/;
+        $e{$k} = $v;
+    }
+    for my $k (qw(APIARY_PG_PORT APIARY_PGBOUNCER_PORT APIARY_PG_SOCKET_DIR)) {
+        croak "$dir/env: no $k" unless defined $e{$k};
+    }
+    return \%e;
+}
+
+# Runs a program to completion with its output in files; bounded by
+# timeout (then killed). Returns (exit code, stdout, stderr); the code is
+# 128+N when killed by signal N, -1 on timeout.
+sub _run_prog($argv, %o) {
+    my $out = File::Temp->new(TEMPLATE => 'apiary-out-XXXXXXXX', TMPDIR => 1);
+    my $err = File::Temp->new(TEMPLATE => 'apiary-err-XXXXXXXX', TMPDIR => 1);
+    my $pid = fork // croak "fork: $!";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null' or POSIX::_exit(126);
+        open STDOUT, '>', $out->filename or POSIX::_exit(126);
+        open STDERR, '>', $err->filename or POSIX::_exit(126);
+        my %env = %{$o{env} // {}};
+        for my $k (keys %env) {
+            if (defined $env{$k}) { $ENV{$k} = $env{$k} } else { delete $ENV{$k} }
+        }
+        $SIG{$_} = 'DEFAULT' for qw(PIPE INT TERM);
+        no warnings q(exec);
+        exec { $argv->[0] } @$argv;
+        print STDERR "exec $argv->[0]: $!\n";
+        POSIX::_exit(127);
+    }
+    my $deadline = time + ($o{timeout} // 60);
+    my $code;
+    while (1) {
+        my $r = waitpid($pid, WNOHANG);
+        if ($r == $pid) {
+            $code = ($? & 127) ? 128 + ($? & 127) : $? >> 8;
+            last;
+        }
+        if (time > $deadline) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+            $code = -1;
+            last;
+        }
+        sleep 0.02;
+    }
+    my $slurp = sub ($f) { open my $fh, '<', $f or return ''; local $/; <$fh> // '' };
+    return ($code, $slurp->($out->filename), $slurp->($err->filename));
+}
+
+# contrib/dev/pg COMMAND DIR ARGS...; dies with its output if it fails.
+sub _dev_pg($self, $cmd, @args) {
+    my %env;
+    $env{APIARY_PG_FAST} = 1 if $cmd eq 'start';
+    my ($code, $out, $err) = _run_prog(['bash', $DEV_PG, $cmd, $self->{pg_dir}, @args],
+        env => \%env, timeout => 180);
+    croak sprintf("contrib/dev/pg %s %s failed (%s):\n%s%s",
+        $cmd, join(' ', $self->{pg_dir}, @args), $code == -1 ? 'timed out' : "exit $code",
+        $out, $err) if $code != 0;
+    return $out;
+}
+
+# A database name from the test file, the pid and a counter: unique among
+# test files running at the same time, readable in pg_stat_activity.
+sub _db_name($self) {
+    my $base = lc($0 =~ s{.*/}{}r =~ s/\.t$//r);
+    $base =~ s/[^a-z0-9]+/_/g;
+    my $suffix = "_$$" . ($NDB++ ? "_$NDB" : '');
+    return substr("t_$base", 0, 63 - length $suffix) . $suffix;
+}
+
+sub _db_setup($self, $mode) {
+    if ($mode eq 'private') {
+        # postgres (when run as root) must reach the cluster's directory.
+        chmod 0711, $self->{dir};
+        $self->{pg_dir} = "$self->{dir}/pg";
+        $self->{pg_private} = 1;
+        $self->_dev_pg('start');
+    } else {
+        $self->{pg_dir} = $ENV{APIARY_TEST_PG_DIR};
+    }
+    $self->{pg_env} = _read_pg_env($self->{pg_dir});
+    my $name = $self->_db_name;
+    $self->_dev_pg('createdb', $name);
+    $self->{dbname} = $name;
+    Test::More::diag("test database kept: $name in $self->{pg_dir}") if $ENV{APIARY_TEST_KEEP};
+}
+
+# Drops the database (and stops a private cluster) once the daemon is gone.
+# Bounded; a failure is reported, not a test failure.
+sub _db_cleanup($self) {
+    return if $self->{owner} != $$ || $self->{db_cleaned};
+    return unless $self->{pg_dir};
+    $self->{db_cleaned} = 1;
+    local $@;
+    if ($self->{dbname} && !$ENV{APIARY_TEST_KEEP} && !$self->{pg_private}) {
+        eval { $self->_dev_pg('dropdb', $self->{dbname}); 1 }
+            or Test::More::diag("could not drop the test database $self->{dbname}: $@");
+    }
+    if ($self->{pg_private}) {
+        eval { $self->_dev_pg('stop'); 1 }
+            or Test::More::diag("could not stop the private cluster in $self->{pg_dir}: $@");
+    }
+}
+
+sub dbname($self) { $self->{dbname} }
+sub pg_dir($self) { $self->{pg_dir} }
+sub pg_port($self) { $self->{pg_env}{APIARY_PG_PORT} }
+sub pgbouncer_port($self) { $self->{pg_env}{APIARY_PGBOUNCER_PORT} }
+
+# What apiary is given: through pgBouncer, and straight to PostgreSQL (for
+# LISTEN), as the role authenticator.
+sub db_uri($self, $db = $self->{dbname}) {
+    return "postgresql://authenticator\@127.0.0.1:" . $self->pgbouncer_port . "/$db";
+}
+sub db_listen_uri($self, $db = $self->{dbname}) {
+    return "postgresql://authenticator\@127.0.0.1:" . $self->pg_port . "/$db";
+}
+
+# psql_ex($sql, db => NAME, user => ROLE, via => 'socket'|'pgbouncer',
+#         sep => '|', timeout => 60): runs $sql (any number of statements,
+# ON_ERROR_STOP) with psql -XAtq and returns (exit code, stdout, stderr).
+# By default as the superuser postgres, over the Unix socket, in the test
+# database. via => 'pgbouncer' connects through pgBouncer over TCP.
+sub psql_ex($self, $sql, %o) {
+    croak 'psql: not a database test (new(db => 1))' unless $self->{pg_env};
+    my $file = $self->write_file(sprintf('psql-%d.sql', ++$self->{npsql}), $sql);
+    my $e = $self->{pg_env};
+    my $bouncer = ($o{via} // 'socket') eq 'pgbouncer';
+    my %env = (
+        PGHOST => $bouncer ? '127.0.0.1' : $e->{APIARY_PG_SOCKET_DIR},
+        PGPORT => $bouncer ? $e->{APIARY_PGBOUNCER_PORT} : $e->{APIARY_PG_PORT},
+        PGUSER => $o{user} // 'postgres',
+        PGDATABASE => $o{db} // $self->{dbname} // 'postgres',
+        PGCONNECT_TIMEOUT => 5, PGSSLMODE => 'disable', PGAPPNAME => 'apiary-test',
+        map { $_ => undef } qw(PGSERVICE PGSERVICEFILE PGOPTIONS PGPASSWORD PGPASSFILE PGHOSTADDR),
+    );
+    return _run_prog(['psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
+                      '-F', $o{sep} // '|', '-f', $file],
+        env => \%env, timeout => $o{timeout} // 60);
+}
+
+# psql($sql, %opts): as psql_ex, but dies (with psql's message) if psql
+# fails. Returns the output rows (lines; columns joined by sep, "|" by
+# default) in list context, and the whole output without its last newline
+# in scalar context: my $n = $t->psql('select count(*) from api.tasks').
+sub psql($self, $sql, %o) {
+    my ($code, $out, $err) = $self->psql_ex($sql, %o);
+    croak sprintf("psql failed (%s): %s\nSQL: %s",
+        $code == -1 ? 'timed out' : "exit $code", $err, $sql) if $code != 0;
+    chomp $out;
+    return wantarray ? split(/\n/, $out) : $out;
+}
+
+# Stopping and starting the servers, for failure and recovery tests. In the
+# shared cluster these affect every test running at the same time: tests
+# that use them should say db => 'private'.
+#   pg_stop(mode => 'fast'|'immediate'|'kill'): fast shutdown by default;
+#   immediate is a crash-like stop, kill a SIGKILL of the server.
+sub pg_stop($self, %o) { $self->_dev_pg('stop-postgres', $o{mode} // 'fast'); $self }
+sub pg_start($self) { $self->_dev_pg('start-postgres'); $self }
+sub pg_restart($self) { $self->_dev_pg('restart-postgres'); $self }
+sub pgbouncer_stop($self) { $self->_dev_pg('stop-pgbouncer'); $self }
+sub pgbouncer_start($self) { $self->_dev_pg('start-pgbouncer'); $self }
+sub pgbouncer_restart($self) { $self->_dev_pg('restart-pgbouncer'); $self }
+
+# wait_ready(timeout => 10): polls GET /ready until it answers 200 (from
+# whichever worker takes the connection); returns the last response.
+sub wait_ready($self, %o) {
+    my $r;
+    wait_for(sub { $r = eval { $self->get('/ready', timeout => 1) }; $r && $r->{status} == 200 },
+        timeout => $o{timeout} // 10, interval => 0.05);
+    return $r;
 }
 
 # ---------------------------------------------------------------------------
