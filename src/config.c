@@ -24,6 +24,7 @@
 
 typedef enum {
     T_LISTEN,   /* repeatable listen line */
+    T_ADMIN,    /* the admin listener: an address or "off" */
     T_WORKERS,  /* "auto" or 1..AP_MAX_WORKERS */
     T_STRING,   /* any non-empty text */
     T_DURATION, /* milliseconds */
@@ -65,6 +66,14 @@ static const directive_t directives[] = {
     {"server", "max_body_size", T_SIZE, OFF(max_body_size), "1m", 0, 4 * GIB},
     {"server", "max_connections", T_UINT, OFF(max_connections), "4096", 1, 1000000},
     {"server", "server_header", T_OFFSTR, OFF(server_header), "apiary", 0, 0},
+    {"server", "worker_ready_timeout", T_DURATION, OFF(worker_ready_timeout_ms), "30s", 100, DAY_MS},
+    {"server", "worker_timeout", T_DURATION, OFF(worker_timeout_ms), "10s", 0, DAY_MS},
+    {"server", "max_requests", T_UINT, OFF(max_requests), "0", 0, UINT32_MAX},
+    {"server", "max_requests_jitter", T_UINT, OFF(max_requests_jitter), "0", 0, UINT32_MAX},
+    {"server", "max_worker_memory", T_SIZE, OFF(max_worker_memory), "0", 0, 1024 * GIB},
+    {"server", "drain_delay", T_DURATION, OFF(drain_delay_ms), "5s", 0, DAY_MS},
+    {"server", "control_socket", T_STRING, OFF(control_socket), AP_RUNSTATEDIR "/apiary.sock", 0, 0},
+    {"admin", "listen", T_ADMIN, 0, "127.0.0.1:9091", 0, 0},
     {"database", "uri", T_OPTSTR, OFF(db_uri), "", 0, 0},
     {"database", "listen_uri", T_OPTSTR, OFF(db_listen_uri), "", 0, 0},
     {"database", "pool_size", T_UINT, OFF(db_pool_size), "4", 1, 256},
@@ -192,6 +201,20 @@ static void free_listen(ap_config_t *c)
     c->nlisten = 0;
 }
 
+/* Drops the public listen lines (the first listen line of the file, or
+ * APIARY_SERVER_LISTEN, replaces the default); the admin one stays. */
+static void drop_public_listen(ap_config_t *c)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        if (c->listen[i].admin)
+            c->listen[k++] = c->listen[i];
+        else
+            ap_listen_conf_cleanup(&c->listen[i]);
+    }
+    c->nlisten = k;
+}
+
 /* Stores value into the snapshot, or reports why it cannot. where is NULL
  * for a file line (the parser's current position) or names the source. */
 static void set_value(parse_t *ps, const directive_t *d, const char *value, const char *where)
@@ -201,9 +224,22 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
     uint64_t v;
 
     switch (d->type) {
+    case T_ADMIN:
     case T_LISTEN: {
         ap_listen_conf_t lc;
         const char *why;
+        if (d->type == T_ADMIN) {
+            /* One admin listener: a new value replaces the old. */
+            for (size_t i = 0; i < c->nlisten; i++) {
+                if (c->listen[i].admin) {
+                    ap_listen_conf_cleanup(&c->listen[i]);
+                    c->listen[i] = c->listen[--c->nlisten];
+                    break;
+                }
+            }
+            if (strcmp(value, "off") == 0)
+                return;
+        }
         if (ap_listen_parse(value, &lc, &why) < 0) {
             add_error(ps, where, d, "%s: \"%s\"", why, value);
             return;
@@ -215,6 +251,7 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
                 return;
             }
         }
+        lc.admin = d->type == T_ADMIN;
         c->listen = ap_xrealloc(c->listen, (c->nlisten + 1) * sizeof(*c->listen));
         c->listen[c->nlisten++] = lc;
         return;
@@ -367,7 +404,7 @@ static int handle(void *user, const char *section, const char *name, const char 
     if (d->type == T_LISTEN) {
         /* The first listen line replaces the built-in default. */
         if (!ps->seen[idx])
-            free_listen(ps->conf);
+            drop_public_listen(ps->conf);
     } else if (ps->seen[idx]) {
         add_error(ps, NULL, d, "duplicate key (it may appear once)");
         return 1;
@@ -426,7 +463,7 @@ static void apply_env(parse_t *ps, char *const *envp)
             continue;
         }
         if (d->type == T_LISTEN) {
-            free_listen(ps->conf);
+            drop_public_listen(ps->conf);
             char *copy = ap_xstrdup(value);
             char *save = NULL;
             for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
@@ -481,7 +518,10 @@ static void validate(parse_t *ps)
 
     /* With no listener left and no error said yet (a bad listen line has
      * said its own), say why. */
-    if (c->nlisten == 0 && ps->nerrors == 0)
+    size_t public = 0;
+    for (size_t i = 0; i < c->nlisten; i++)
+        public += !c->listen[i].admin;
+    if (public == 0 && ps->nerrors == 0)
         add_late_error(ps, "server", "listen", "at least one address is needed");
     if (c->max_uri_size > c->max_header_size) {
         snprintf(why, sizeof(why), "must not exceed server.max_header_size (%llu)",

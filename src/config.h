@@ -34,6 +34,13 @@ typedef struct ap_config_s {
     uint64_t max_body_size;
     uint64_t max_connections;
     char *server_header; /* NULL: no Server header */
+    uint64_t worker_ready_timeout_ms;
+    uint64_t worker_timeout_ms;    /* 0: off */
+    uint64_t max_requests;         /* 0: off */
+    uint64_t max_requests_jitter;
+    uint64_t max_worker_memory;    /* bytes; 0: off */
+    uint64_t drain_delay_ms;
+    char *control_socket;
 
     /* [database]: no uri, no database (the API is off, /ready needs nothing) */
     char *db_uri;

@@ -407,11 +407,12 @@ void ap_conn_drain(ap_conn_t *c)
         set_timer(c, AP_DRAIN_IDLE_GRACE_MS - idle);
 }
 
-int ap_conn_accept(ap_worker_t *w, int fd, int family)
+int ap_conn_accept(ap_worker_t *w, int fd, int family, int admin)
 {
     ap_conn_t *c = ap_xcalloc(1, sizeof(*c));
     int rc;
     c->worker = w;
+    c->admin = admin != 0;
     ap_buf_init(&c->in);
     ap_buf_init(&c->out);
     ap_http_parser_init(&c->hp, w->conf);

@@ -47,12 +47,13 @@ typedef struct ap_conn_s {
     unsigned eof : 1;           /* the client closed its side */
     unsigned close_after : 1;   /* close once the pending writes are done */
     unsigned continue_sent : 1; /* "100 Continue" went out for this request */
+    unsigned admin : 1;         /* accepted on the admin listener */
 } ap_conn_t;
 
 /* Takes an accepted, non-blocking socket (fd is owned from now on, closed
- * on failure too). family is AF_INET, AF_INET6 or AF_UNIX. Returns 0 or a
- * negative libuv error. */
-int ap_conn_accept(struct ap_worker_s *w, int fd, int family);
+ * on failure too). family is AF_INET, AF_INET6 or AF_UNIX; admin marks the
+ * admin listener's connections. Returns 0 or a negative libuv error. */
+int ap_conn_accept(struct ap_worker_s *w, int fd, int family, int admin);
 
 /* Called by the HTTP layer for the request being handled: sends the
  * response and finishes the request. */

@@ -30,8 +30,10 @@ static void on_schema(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
         return;
     const char *why = NULL;
     ap_schema_t *s = NULL;
-    if (st != AP_PG_OK)
-        why = "no database connection";
+    if (st == AP_PG_DEADLINE)
+        why = "the catalog query took longer than database.request_timeout";
+    else if (st != AP_PG_OK)
+        why = "no usable database connection";
     else if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
         why = PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) : "unexpected result";
     else
@@ -53,6 +55,8 @@ static void on_schema(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
     ap_log(first ? AP_LOG_INFO : AP_LOG_NOTICE,
            "schema cache %s: %zu tables and views, %zu functions in %s",
            first ? "loaded" : "reloaded", s->ntables, s->nfuncs, db->schemas);
+    if (db->on_change)
+        db->on_change(db->on_change_data);
     if (db->reload_pending) {
         db->reload_pending = 0;
         load_schema(db);

@@ -22,6 +22,8 @@ typedef struct ap_db_s {
     char *schemas;         /* the exposed schemas, comma-separated, no spaces */
     char *default_schema;  /* the first of them */
     uv_timer_t retry;      /* a failed schema load is retried */
+    void (*on_change)(void *data); /* readiness may have changed */
+    void *on_change_data;
     unsigned loading : 1, reload_pending : 1, closing : 1;
 } ap_db_t;
 

@@ -494,9 +494,13 @@ void ap_http_serialize(ap_buf_t *out, int status, const char *server, const char
         ap_buf_printf(out, "Server: %s\r\n", server);
     if (content_type)
         ap_buf_printf(out, "Content-Type: %s\r\n", content_type);
-    ap_buf_append_str(out, "Content-Length: ");
-    ap_buf_append_u64(out, body_len);
-    ap_buf_append(out, "\r\n", 2);
+    /* RFC 9110 8.6: no Content-Length in a 1xx or 204 response; a 304's
+     * would describe the selected representation, which it does not carry. */
+    if (status >= 200 && status != 204 && status != 304) {
+        ap_buf_append_str(out, "Content-Length: ");
+        ap_buf_append_u64(out, body_len);
+        ap_buf_append(out, "\r\n", 2);
+    }
     if (extra && extra->len)
         ap_buf_append(out, extra->data, extra->len);
     if (!keep_alive)

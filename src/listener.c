@@ -158,7 +158,13 @@ int ap_listen_parse(const char *line, ap_listen_conf_t *out, const char **why)
         while (*p && *p != ' ' && *p != '\t')
             p++;
         size_t flen = (size_t)(p - f);
-        if (flen > 8 && memcmp(f, "backlog=", 8) == 0) {
+        if (flen == 8 && memcmp(f, "freebind", 8) == 0) {
+            if (out->addr.ss_family == AF_UNIX) {
+                *why = "freebind applies to IP addresses only";
+                return -1;
+            }
+            out->freebind = 1;
+        } else if (flen > 8 && memcmp(f, "backlog=", 8) == 0) {
             long v = 0;
             size_t i;
             for (i = 8; i < flen && f[i] >= '0' && f[i] <= '9' && v <= 65535; i++)
@@ -169,7 +175,7 @@ int ap_listen_parse(const char *line, ap_listen_conf_t *out, const char **why)
             }
             out->backlog = (int)v;
         } else {
-            *why = "unknown listen flag (known: backlog=N)";
+            *why = "unknown listen flag (known: backlog=N, freebind)";
             return -1;
         }
     }
@@ -203,6 +209,9 @@ static int bind_one(const ap_listen_conf_t *lc, ap_listener_t *l)
     /* [::]:80 and 0.0.0.0:80 are separate lines in the config; let them be. */
     if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0)
         ap_log_errno(AP_LOG_WARN, errno, "setsockopt(IPV6_V6ONLY) on \"%s\" failed", lc->text);
+    /* A BACKUP node of a VRRP pair listens on the VIP before it holds it. */
+    if (lc->freebind && setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &on, sizeof(on)) < 0)
+        ap_log_errno(AP_LOG_WARN, errno, "setsockopt(IP_FREEBIND) on \"%s\" failed", lc->text);
 
     l->unix_path = NULL;
     if (family == AF_UNIX) {
@@ -235,23 +244,125 @@ static int bind_one(const ap_listen_conf_t *lc, ap_listener_t *l)
     l->fd = fd;
     l->family = family;
     l->text = ap_xstrdup(lc->text);
+    l->admin = lc->admin;
+    l->addr = lc->addr;
+    l->addrlen = lc->addrlen;
     return 0;
 }
 
 int ap_listeners_bind(const ap_listen_conf_t *confs, size_t n, ap_listener_t **out)
 {
-    ap_listener_t *ls = ap_xcalloc(n, sizeof(*ls));
+    return ap_listeners_adopt(confs, n, NULL, 0, out);
+}
+
+static int same_addr(const ap_listen_conf_t *lc, const ap_listener_t *l)
+{
+    return l->fd >= 0 && lc->addrlen == l->addrlen && memcmp(&lc->addr, &l->addr, l->addrlen) == 0;
+}
+
+int ap_listeners_adopt(const ap_listen_conf_t *confs, size_t n, ap_listener_t *have, size_t nhave,
+                       ap_listener_t **out)
+{
+    ap_listener_t *ls = ap_xcalloc(n ? n : 1, sizeof(*ls));
+    int *taken = ap_xcalloc(nhave ? nhave : 1, sizeof(int));
     for (size_t i = 0; i < n; i++) {
+        size_t k;
+        for (k = 0; k < nhave; k++)
+            if (!taken[k] && same_addr(&confs[i], &have[k]))
+                break;
+        if (k < nhave) {
+            taken[k] = 1;
+            ls[i].fd = have[k].fd;
+            ls[i].family = have[k].family;
+            ls[i].text = ap_xstrdup(confs[i].text);
+            ls[i].unix_path = have[k].unix_path ? ap_xstrdup(have[k].unix_path) : NULL;
+            ls[i].admin = confs[i].admin;
+            ls[i].addr = confs[i].addr;
+            ls[i].addrlen = confs[i].addrlen;
+            continue;
+        }
         int rc = bind_one(&confs[i], &ls[i]);
         if (rc < 0) {
+            /* Close only what this call bound. */
+            for (size_t j = 0; j < i; j++) {
+                int adopted = 0;
+                for (k = 0; k < nhave; k++)
+                    if (taken[k] && have[k].fd == ls[j].fd)
+                        adopted = 1;
+                if (adopted)
+                    ls[j].fd = -1;
+            }
             ap_listeners_close(ls, i, 1);
+            free(taken);
             *out = NULL;
             return rc;
         }
-        ap_log(AP_LOG_INFO, "listening on %s", ls[i].text);
+        ap_log(AP_LOG_INFO, "listening on %s%s", ls[i].text, ls[i].admin ? " (admin)" : "");
     }
+    /* What the new set does not use is closed; a unix socket file stays
+     * when some listener of the new set still has its path. */
+    for (size_t k = 0; k < nhave; k++) {
+        if (taken[k] || have[k].fd < 0)
+            continue;
+        ap_log(AP_LOG_INFO, "closing listener %s", have[k].text ? have[k].text : "(inherited)");
+        close(have[k].fd);
+        have[k].fd = -1;
+        if (have[k].unix_path)
+            unlink(have[k].unix_path);
+    }
+    for (size_t k = 0; k < nhave; k++)
+        if (taken[k])
+            have[k].fd = -1; /* now owned by the new set */
+    free(taken);
     *out = ls;
     return 0;
+}
+
+size_t ap_listeners_inherited(ap_listener_t **out)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    size_t n = 0;
+    *out = NULL;
+    if (pid && fds && strtol(pid, NULL, 10) == (long)getpid()) {
+        long v = strtol(fds, NULL, 10);
+        n = v > 0 && v < 1024 ? (size_t)v : 0;
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (n == 0)
+        return 0;
+    ap_listener_t *ls = ap_xcalloc(n, sizeof(*ls));
+    for (size_t i = 0; i < n; i++) {
+        int fd = 3 + (int)i;
+        ls[i].fd = fd;
+        ls[i].addrlen = sizeof(ls[i].addr);
+        if (getsockname(fd, (struct sockaddr *)&ls[i].addr, &ls[i].addrlen) < 0) {
+            ap_log_errno(AP_LOG_WARN, errno, "inherited descriptor %d is not a socket", fd);
+            ls[i].fd = -1;
+            continue;
+        }
+        ls[i].family = ls[i].addr.ss_family;
+        /* A unix socket's address is its path: keep the file at exit only
+         * if a listener still uses it (ap_listeners_adopt copies it). */
+        if (ls[i].family == AF_UNIX) {
+            const struct sockaddr_un *sun = (const struct sockaddr_un *)&ls[i].addr;
+            ls[i].unix_path = ap_xstrdup(sun->sun_path);
+            /* getsockname's length is shorter than a parsed line's. */
+            ls[i].addrlen = (socklen_t)sizeof(struct sockaddr_un);
+            memset((char *)&ls[i].addr + offsetof(struct sockaddr_un, sun_path) +
+                       strlen(sun->sun_path),
+                   0,
+                   sizeof(struct sockaddr_un) - offsetof(struct sockaddr_un, sun_path) -
+                       strlen(sun->sun_path));
+        } else {
+            ls[i].addrlen = ls[i].family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6)
+                                                     : (socklen_t)sizeof(struct sockaddr_in);
+        }
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    *out = ls;
+    return n;
 }
 
 void ap_listeners_close(ap_listener_t *ls, size_t n, int unlink_files)
@@ -261,7 +372,7 @@ void ap_listeners_close(ap_listener_t *ls, size_t n, int unlink_files)
     for (size_t i = 0; i < n; i++) {
         if (ls[i].fd >= 0)
             close(ls[i].fd);
-        if (unlink_files && ls[i].unix_path)
+        if (unlink_files && ls[i].unix_path && ls[i].fd >= 0)
             unlink(ls[i].unix_path);
         free(ls[i].unix_path);
         free(ls[i].text);

@@ -14,9 +14,11 @@ typedef struct ap_listen_conf_s {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int backlog;
+    int freebind; /* IP_FREEBIND: bind an address the host does not hold yet */
+    int admin;    /* the admin listener ([admin] listen) */
 } ap_listen_conf_t;
 
-/* Parses "ADDR [backlog=N]" where ADDR is 127.0.0.1:8080, [::1]:8080,
+/* Parses "ADDR [backlog=N] [freebind]" where ADDR is 127.0.0.1:8080, [::1]:8080,
  * *:8080, 8080 or unix:/path. Returns 0 and fills out (out->text is heap,
  * freed by ap_listen_conf_cleanup), or -1 with *why set to a static
  * explanation. */
@@ -30,8 +32,11 @@ int ap_listen_same(const ap_listen_conf_t *a, const ap_listen_conf_t *b);
 typedef struct ap_listener_s {
     int fd;
     int family;
+    int admin;
     char *text;
     char *unix_path; /* set for unix sockets: removed when the master exits */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
 } ap_listener_t;
 
 /* Binds and listens on every address (SO_REUSEADDR, IPV6_V6ONLY for IPv6,
@@ -39,6 +44,21 @@ typedef struct ap_listener_s {
  * workers poll them and accept with SOCK_NONBLOCK. Returns 0, or -errno
  * after logging which address failed (nothing is left open then). */
 int ap_listeners_bind(const ap_listen_conf_t *confs, size_t n, ap_listener_t **out);
+
+/* Like ap_listeners_bind, but takes over sockets that are already bound:
+ * those in `have` (nhave, from the running master or inherited through
+ * LISTEN_FDS) whose address matches a line are reused, the others in
+ * `have` are closed (or left open when keep_unmatched is set, for a reload
+ * that fails). have may be NULL. Returns 0 or -errno (nothing in `have` is
+ * closed then). */
+int ap_listeners_adopt(const ap_listen_conf_t *confs, size_t n, ap_listener_t *have, size_t nhave,
+                       ap_listener_t **out);
+
+/* Listeners from systemd's convention: LISTEN_PID must be this process;
+ * LISTEN_FDS descriptors from 3 on; LISTEN_FDNAMES ignored but for logs.
+ * The variables are removed from the environment. Returns how many were
+ * found (0 when none), filling *out. */
+size_t ap_listeners_inherited(ap_listener_t **out);
 
 /* Closes n listeners and frees the array; unix socket files are removed
  * when unlink_files is set (the master at exit, not a worker). */

@@ -11,10 +11,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <yajl/yajl_tree.h>
+
 #include "buf.h"
 #include "config.h"
+#include "control.h"
+#include "listener.h"
 #include "log.h"
 #include "master.h"
+#include "status.h"
 #include "version.h"
 
 #ifndef AP_SYSCONFDIR
@@ -26,28 +31,88 @@ extern char **environ;
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: apiary [-c FILE] [-t] [-s SIGNAL] [-F] [-v] [-h]\n"
+            "usage: apiary [-c FILE] [-t] [-s SIGNAL [--wait]] [-F] [-v] [-h]\n"
+            "       apiary [-c FILE] status [--json]\n"
+            "       apiary [-c FILE] check [--ready]\n"
             "  -c FILE    configuration file (default %s/apiary.conf)\n"
             "  -t         test the configuration and exit\n"
-            "  -s SIGNAL  send SIGNAL to the running master: stop, quit, reopen, reload\n"
+            "  -s SIGNAL  tell the running master: stop, quit, reopen, reload, upgrade, drain\n"
+            "  --wait     with -s reload: wait for the rolling restart, exit 1 if it failed\n"
             "  -F         stay in the foreground\n"
             "  -v         print the version and exit\n"
-            "  -h         print this help and exit\n",
+            "  -h         print this help and exit\n"
+            "  status     one row per worker (--json: the whole document)\n"
+            "  check      exit 0 if the master answers (--ready: and a worker is ready)\n",
             AP_SYSCONFDIR);
 }
 
-static int send_signal(const ap_config_t *conf, const char *name)
+/* Talks to the master's control socket; prints the answer's message on
+ * failure. Returns the exit status. */
+static int control(const ap_config_t *conf, const char *cmd, ap_buf_t *reply, int quiet,
+                   int timeout_ms)
+{
+    int rc = ap_control_request(conf->control_socket, cmd, reply, timeout_ms);
+    if (rc < 0) {
+        if (!quiet)
+            fprintf(stderr, "apiary: cannot reach the master through %s: %s (is apiary running?)\n",
+                    conf->control_socket, strerror(-rc));
+        return 1;
+    }
+    if (reply->len == 0) {
+        if (!quiet)
+            fprintf(stderr, "apiary: the master closed the control socket without an answer\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* Commands that answer {"ok":bool,"message":...}. */
+static int control_result(const ap_config_t *conf, const char *cmd, int timeout_ms)
+{
+    ap_buf_t reply;
+    ap_buf_init(&reply);
+    int rc = control(conf, cmd, &reply, 0, timeout_ms);
+    if (rc == 0) {
+        char err[128];
+        yajl_val v = yajl_tree_parse(reply.data, err, sizeof(err));
+        const char *okp[] = {"ok", NULL}, *mp[] = {"message", NULL};
+        yajl_val ok = v ? yajl_tree_get(v, okp, yajl_t_any) : NULL;
+        yajl_val msg = v ? yajl_tree_get(v, mp, yajl_t_string) : NULL;
+        if (ok == NULL || !YAJL_IS_TRUE(ok)) {
+            fprintf(stderr, "apiary: %s failed: %s\n", cmd,
+                    msg ? YAJL_GET_STRING(msg) : reply.data);
+            rc = 1;
+        } else if (msg && YAJL_GET_STRING(msg)[0]) {
+            fprintf(stderr, "apiary: %s: %s\n", cmd, YAJL_GET_STRING(msg));
+        }
+        yajl_tree_free(v);
+    }
+    ap_buf_cleanup(&reply);
+    return rc;
+}
+
+static int send_signal(const ap_config_t *conf, const char *name, int wait)
 {
     static const struct {
         const char *name;
         int sig;
     } map[] = {{"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}, {"reload", SIGHUP}};
+    /* The ones whose outcome matters go through the control socket. */
+    uint64_t wait_ms = conf->worker_ready_timeout_ms * (conf->workers + 1) + 10000;
+    if (strcmp(name, "reload") == 0 && wait)
+        return control_result(conf, "reload", (int)(wait_ms > 3600000 ? 3600000 : wait_ms));
+    if (strcmp(name, "upgrade") == 0)
+        return control_result(conf, "upgrade", (int)(wait_ms > 3600000 ? 3600000 : wait_ms));
+    if (strcmp(name, "drain") == 0)
+        return control_result(conf, "drain", 10000);
     int sig = 0;
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(name, map[i].name) == 0)
             sig = map[i].sig;
     if (sig == 0) {
-        fprintf(stderr, "apiary: unknown signal \"%s\" (stop, quit, reopen, reload)\n", name);
+        fprintf(stderr,
+                "apiary: unknown signal \"%s\" (stop, quit, reopen, reload, upgrade, drain)\n",
+                name);
         return 1;
     }
     pid_t pid;
@@ -62,6 +127,45 @@ static int send_signal(const ap_config_t *conf, const char *name)
         return 1;
     }
     return 0;
+}
+
+static int cmd_status(const ap_config_t *conf, int json)
+{
+    ap_buf_t reply, table;
+    ap_buf_init(&reply);
+    ap_buf_init(&table);
+    int rc = control(conf, "status", &reply, 0, 5000);
+    if (rc == 0) {
+        if (json) {
+            fputs(reply.data, stdout);
+        } else if (ap_status_table(&table, reply.data) == 0) {
+            fputs(table.data, stdout);
+        } else {
+            fprintf(stderr, "apiary: unexpected answer from the master\n");
+            rc = 1;
+        }
+    }
+    ap_buf_cleanup(&reply);
+    ap_buf_cleanup(&table);
+    return rc;
+}
+
+/* For keepalived's vrrp_script: an exit status, no output. */
+static int cmd_check(const ap_config_t *conf, int ready)
+{
+    ap_buf_t reply;
+    ap_buf_init(&reply);
+    int rc = control(conf, "check", &reply, 1, 2000);
+    if (rc == 0 && ready) {
+        char err[64];
+        yajl_val v = yajl_tree_parse(reply.data, err, sizeof(err));
+        const char *p[] = {"ready_workers", NULL};
+        yajl_val n = v ? yajl_tree_get(v, p, yajl_t_number) : NULL;
+        rc = n && YAJL_IS_INTEGER(n) && YAJL_GET_INTEGER(n) > 0 ? 0 : 1;
+        yajl_tree_free(v);
+    }
+    ap_buf_cleanup(&reply);
+    return rc;
 }
 
 /* Forks into the background. The parent waits until the master reports
@@ -102,13 +206,45 @@ static int daemonize(void)
     return fds[1];
 }
 
+/* The arguments a binary upgrade runs the new master with: the same, in
+ * the foreground (it is already detached, and the old master waits for
+ * this very process). */
+static char **upgrade_argv(int argc, char **argv)
+{
+    char **out = calloc((size_t)argc + 2, sizeof(char *));
+    int n = 0, has_f = 0;
+    for (int i = 0; i < argc; i++) {
+        out[n++] = argv[i];
+        if (strcmp(argv[i], "-F") == 0)
+            has_f = 1;
+    }
+    if (!has_f)
+        out[n++] = "-F";
+    out[n] = NULL;
+    return out;
+}
+
 int main(int argc, char **argv)
 {
     const char *conf_path = AP_SYSCONFDIR "/apiary.conf";
     const char *signame = NULL;
-    int test = 0, foreground = 0, opt;
+    int test = 0, foreground = 0, wait = 0, json = 0, ready = 0, opt;
+    static const struct option longopts[] = {{"wait", no_argument, NULL, 'W'},
+                                             {"json", no_argument, NULL, 'J'},
+                                             {"ready", no_argument, NULL, 'R'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'v'},
+                                             {NULL, 0, NULL, 0}};
 
-    while ((opt = getopt(argc, argv, "c:ts:Fvh")) != -1) {
+    /* Listeners handed over by systemd or by the old master of an upgrade
+     * are claimed first: LISTEN_PID names this very process. */
+    ap_listener_t *inherited = NULL;
+    size_t ninherited = ap_listeners_inherited(&inherited);
+    const char *from = getenv("APIARY_UPGRADE_FROM");
+    pid_t upgrade_from = from ? (pid_t)strtol(from, NULL, 10) : 0;
+    unsetenv("APIARY_UPGRADE_FROM");
+
+    while ((opt = getopt_long(argc, argv, "c:ts:Fvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
@@ -122,6 +258,15 @@ int main(int argc, char **argv)
         case 'F':
             foreground = 1;
             break;
+        case 'W':
+            wait = 1;
+            break;
+        case 'J':
+            json = 1;
+            break;
+        case 'R':
+            ready = 1;
+            break;
         case 'v':
             printf("apiary %s\n", AP_VERSION);
             return 0;
@@ -133,10 +278,15 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    const char *command = NULL;
     if (optind < argc) {
-        fprintf(stderr, "apiary: unexpected argument \"%s\"\n", argv[optind]);
-        usage(stderr);
-        return 2;
+        command = argv[optind++];
+        if ((strcmp(command, "status") != 0 && strcmp(command, "check") != 0) || optind < argc) {
+            fprintf(stderr, "apiary: unexpected argument \"%s\"\n",
+                    optind < argc ? argv[optind] : command);
+            usage(stderr);
+            return 2;
+        }
     }
 
     /* The master re-reads the file on HUP: hold on to where it is even if
@@ -154,25 +304,27 @@ int main(int argc, char **argv)
             fprintf(stderr, "apiary: configuration file %s test failed\n", conf_path);
         ap_buf_cleanup(&errors);
         free(abs_path);
+        ap_listeners_close(inherited, ninherited, 0);
         return 1;
     }
     ap_buf_cleanup(&errors);
 
-    if (test) {
-        fprintf(stderr, "apiary: configuration file %s test is successful\n", conf_path);
+    int rc;
+    if (test || signame || command) {
+        if (test)
+            fprintf(stderr, "apiary: configuration file %s test is successful\n", conf_path);
+        rc = test ? 0
+             : signame ? send_signal(conf, signame, wait)
+             : strcmp(command, "status") == 0 ? cmd_status(conf, json)
+                                              : cmd_check(conf, ready);
         ap_config_free(conf);
         free(abs_path);
-        return 0;
-    }
-    if (signame) {
-        int rc = send_signal(conf, signame);
-        ap_config_free(conf);
-        free(abs_path);
+        ap_listeners_close(inherited, ninherited, 0);
         return rc;
     }
 
     ap_log_level = conf->log_level;
-    int rc = ap_log_open(conf->error_log);
+    rc = ap_log_open(conf->error_log);
     if (rc < 0) {
         fprintf(stderr, "apiary: cannot open error_log \"%s\": %s\n", conf->error_log,
                 strerror(-rc));
@@ -180,17 +332,29 @@ int main(int argc, char **argv)
         free(abs_path);
         return 1;
     }
-    int ready_fd = -1;
+    if (ninherited)
+        ap_log(AP_LOG_NOTICE, "%zu listening sockets inherited (LISTEN_FDS)", ninherited);
+    ap_master_opts_t opts = {.ready_fd = -1,
+                             .inherited = inherited,
+                             .ninherited = ninherited,
+                             .upgrade_from = upgrade_from};
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    opts.exe = exe;
+    opts.argv = upgrade_argv(argc, argv);
     if (!foreground) {
         if (strcmp(conf->error_log, "stderr") == 0)
             fprintf(stderr, "apiary: warning: running in the background with error_log = "
                             "stderr: log lines after start-up are lost\n");
-        ready_fd = daemonize();
+        opts.ready_fd = daemonize();
     }
-    rc = ap_master_run(conf, ready_fd);
+    rc = ap_master_run(conf, &opts);
     if (rc != 0 && ap_log_fd() != STDERR_FILENO)
         fprintf(stderr, "apiary: start-up failed; see the error log\n");
     ap_log_close();
+    ap_listeners_close(inherited, ninherited, 0);
+    free(opts.argv);
     free(abs_path);
     return rc;
 }

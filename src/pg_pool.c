@@ -169,9 +169,13 @@ static void update_health(ap_pg_pool_t *p)
     up = up && p->db_ok;
     if (up == p->healthy && p->ever_connected)
         return;
-    uint32_t state = up ? AP_DB_HEALTHY : p->ever_connected || !connecting_count(p)
-                                              ? AP_DB_UNHEALTHY
-                                              : AP_DB_CONNECTING;
+    /* Once unhealthy, a pool stays so until it works: reconnect attempts
+     * must not restart the unhealthy_grace clock. */
+    uint32_t was = ap_shm_load(p->slot->db_state);
+    uint32_t state = up                                                         ? AP_DB_HEALTHY
+                     : was == AP_DB_UNHEALTHY || p->ever_connected || !connecting_count(p)
+                         ? AP_DB_UNHEALTHY
+                         : AP_DB_CONNECTING;
     if (ap_shm_load(p->slot->db_state) != state) {
         ap_shm_store(p->slot->db_state, state);
         ap_shm_store(p->slot->db_since_ms, ap_clock_mono_ms());
@@ -635,8 +639,16 @@ static void pool_rearm(ap_pg_pool_t *p)
         if (t < next)
             next = t;
     }
-    if (!p->ping && p->ever_connected && p->last_ok + PING_INTERVAL_MS < next)
-        next = p->last_ok + PING_INTERVAL_MS;
+    /* A ping is due only when a connection is free to carry it; a busy
+     * pool's answers tell the same. */
+    if (!p->ping && p->ever_connected && p->last_ok + PING_INTERVAL_MS < next) {
+        for (size_t i = 0; i < p->nconns; i++) {
+            if (p->conns[i].state == PC_READY) {
+                next = p->last_ok + PING_INTERVAL_MS;
+                break;
+            }
+        }
+    }
     if (next == UINT64_MAX) {
         uv_timer_stop(&p->timer);
         return;

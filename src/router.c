@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "json.h"
+#include "status.h"
 #include "worker.h"
 
 static void handle_live(ap_request_t *req)
@@ -39,6 +40,8 @@ static void handle_ready(ap_request_t *req)
     ap_http_add_header(req, "Cache-Control", "no-store");
     if (w->draining)
         why = "the worker is shutting down";
+    else if (ap_shm_load(w->shm->draining))
+        why = "the server is draining (apiary -s drain)";
     else if (w->db && !ap_db_ready(w->db, &why))
         ;
     else {
@@ -49,10 +52,43 @@ static void handle_ready(ap_request_t *req)
     ap_http_respond_error(req, 503, why);
 }
 
+/* The admin listener: the whole server's view, from shared memory. */
+static void handle_admin(ap_request_t *req)
+{
+    ap_worker_t *w = req->conn->worker;
+    int is_ready = ap_str_eq(req->path, AP_STR("/ready"));
+    if (ap_str_eq(req->path, AP_STR("/live"))) {
+        handle_live(req);
+        return;
+    }
+    if (!is_ready && !ap_str_eq(req->path, AP_STR("/status"))) {
+        ap_http_respond_error(req, 404, "the admin listener serves /live, /ready and /status");
+        return;
+    }
+    if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
+        ap_http_add_header(req, "Allow", "GET, HEAD");
+        ap_http_respond_error(req, 405, "answers GET and HEAD");
+        return;
+    }
+    ap_buf_t b;
+    ap_buf_init(&b);
+    ap_status_json(&b, w->shm);
+    ap_http_add_header(req, "Cache-Control", "no-store");
+    /* Ready while at least one worker is: the balancer's question is
+     * whether this node can serve. */
+    int status = is_ready && ap_status_ready_workers(w->shm) == 0 ? 503 : 200;
+    ap_http_respond(req, status, "application/json", b.data, b.len);
+    ap_buf_cleanup(&b);
+}
+
 void ap_router_dispatch(ap_request_t *req)
 {
     ap_worker_t *w = req->conn->worker;
     ap_str_t rest;
+    if (req->conn->admin) {
+        handle_admin(req);
+        return;
+    }
     if (ap_str_eq(req->path, AP_STR("/live"))) {
         handle_live(req);
         return;

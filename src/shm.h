@@ -11,9 +11,10 @@
 
 typedef enum {
     AP_WORKER_FREE = 0,
-    AP_WORKER_STARTING,
-    AP_WORKER_READY,
-    AP_WORKER_DRAINING,
+    AP_WORKER_STARTING,  /* forked; not ready yet */
+    AP_WORKER_READY,     /* accepting, and its database pool and schema cache are usable */
+    AP_WORKER_DRAINING,  /* finishing what it holds before it exits */
+    AP_WORKER_UNHEALTHY, /* was ready; its database pool is not usable now */
 } ap_worker_state_t;
 
 typedef struct ap_shm_slot_s {
@@ -32,6 +33,10 @@ typedef struct ap_shm_slot_s {
     uint64_t db_since_ms;     /* CLOCK_MONOTONIC: when db_state last changed */
     uint64_t schema_reloads;  /* schema cache loads after the first */
     uint64_t db_errors;       /* failed connection attempts and broken connections */
+    uint64_t rss_bytes;       /* written by the master, from /proc */
+    int32_t id;               /* the worker's number */
+    uint32_t restarts;        /* written by the master */
+    char last_reason[16];     /* written by the master: why it was last restarted */
 } __attribute__((aligned(64))) ap_shm_slot_t;
 
 typedef enum {
@@ -44,6 +49,16 @@ typedef enum {
 typedef struct ap_shm_s {
     uint32_t magic;
     uint32_t nslots;
+    uint32_t draining; /* set by `apiary -s drain`: every /ready fails */
+    int32_t master_pid;
+    /* Written by the master only, for status views; the sequence number
+     * is odd while an update is in progress (readers retry). */
+    uint32_t master_seq;
+    uint64_t master_started_ms; /* wall clock */
+    uint64_t reload_at_ms;      /* wall clock of the last reload outcome */
+    char config_path[256];
+    char reload_result[16];     /* "", "ok", "failed", "in progress" */
+    char reload_message[512];
     ap_shm_slot_t slots[];
 } ap_shm_t;
 

@@ -92,7 +92,7 @@ static void on_listener(uv_poll_t *p, int status, int events)
             return;
         }
         ap_shm_add(w->slot->accepted, 1);
-        int rc = ap_conn_accept(w, fd, l->family);
+        int rc = ap_conn_accept(w, fd, l->family, l->admin);
         if (rc < 0)
             ap_log_errno(AP_LOG_ERR, rc, "setting up a connection on %s failed", l->text);
     }
@@ -116,10 +116,32 @@ static void stop_accepting(ap_worker_t *w)
     w->accepting = 0;
 }
 
+void ap_worker_update_state(ap_worker_t *w)
+{
+    uint32_t now = ap_shm_load(w->slot->state), next;
+    const char *why;
+    if (w->draining)
+        next = AP_WORKER_DRAINING;
+    else if (w->db == NULL || ap_db_ready(w->db, &why))
+        next = AP_WORKER_READY;
+    else if (now == AP_WORKER_READY || now == AP_WORKER_UNHEALTHY)
+        next = AP_WORKER_UNHEALTHY;
+    else
+        next = AP_WORKER_STARTING;
+    if (next != now)
+        ap_shm_store(w->slot->state, next);
+}
+
 static void on_heartbeat(uv_timer_t *t)
 {
     ap_worker_t *w = t->data;
     ap_shm_store(w->slot->heartbeat_ms, ap_clock_mono_ms());
+    ap_worker_update_state(w);
+}
+
+static void on_db_change(void *data)
+{
+    ap_worker_update_state(data);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -187,6 +209,7 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     memset(&w, 0, sizeof(w));
     w.conf = conf;
     w.id = id;
+    w.shm = shm;
     w.slot = &shm->slots[slot];
     w.listeners = listeners;
     w.nlisteners = nlisteners;
@@ -231,12 +254,15 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     }
 
     w.db = ap_db_new(w.loop, conf, w.slot, id);
+    if (w.db) {
+        w.db->on_change = on_db_change;
+        w.db->on_change_data = &w;
+    }
 
     on_heartbeat(&w.heartbeat);
     uv_timer_start(&w.heartbeat, on_heartbeat, AP_HEARTBEAT_MS, AP_HEARTBEAT_MS);
     start_accepting(&w);
-    ap_shm_store(w.slot->state, AP_WORKER_READY);
-    ap_log(AP_LOG_DEBUG, "worker ready");
+    ap_worker_update_state(&w);
 
     uv_run(w.loop, UV_RUN_DEFAULT);
 

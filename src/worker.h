@@ -18,6 +18,7 @@ typedef struct ap_worker_s {
     uv_loop_t *loop;
     const ap_config_t *conf;
     int id;
+    ap_shm_t *shm;
     ap_shm_slot_t *slot;
     ap_listener_t *listeners;
     size_t nlisteners;
@@ -38,6 +39,10 @@ typedef struct ap_worker_s {
  * the process; never returns. Called in the child right after fork. */
 void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
                     ap_listener_t *listeners, size_t nlisteners) __attribute__((noreturn));
+
+/* Publishes the worker's state in its slot: starting, ready (its
+ * database side is usable, or there is none), unhealthy, draining. */
+void ap_worker_update_state(ap_worker_t *w);
 
 /* Connection bookkeeping, called by conn.c. */
 void ap_worker_conn_added(ap_worker_t *w, struct ap_conn_s *c);

@@ -34,7 +34,7 @@ sub fd_problems($t) {
     my $m = $t->master_pid;
     my @workers = $t->worker_pids;
     my %mfd = proc_fds($m);
-    my $listen = listening_inodes($t->ports);
+    my $listen = listening_inodes($t->ports, grep { defined } $t->admin_port);
     my %mlisten;
     for (values %mfd) {
         $mlisten{$1} = 1 if /^socket:\[(\d+)\]$/ && $listen->{$1};

@@ -31,8 +31,10 @@ int main(void)
     ap_config_t *c = parse("", NULL, &err);
     ok(c != NULL, "empty file gives defaults");
     if (c) {
-        is_int(c->nlisten, 1, "default: one listener");
+        is_int(c->nlisten, 2, "default: a public and an admin listener");
         is_str(c->listen[0].text, "127.0.0.1:8080", "default listen address");
+        ok(!c->listen[0].admin && c->listen[1].admin, "the admin listener is marked");
+        is_str(c->listen[1].text, "127.0.0.1:9091", "default admin address");
         is_int(c->header_timeout_ms, 10000, "default header_timeout");
         is_int(c->max_body_size, 1048576, "default max_body_size");
         is_str(c->server_header, "apiary", "default Server header");
@@ -46,8 +48,8 @@ int main(void)
               NULL, &err);
     ok(c != NULL, "full config parses");
     if (c) {
-        is_int(c->nlisten, 3, "three listeners replace the default");
-        is_int(c->listen[1].backlog, 128, "backlog flag");
+        is_int(c->nlisten, 4, "three listeners replace the default; the admin one stays");
+        is_int(c->listen[2].backlog, 128, "backlog flag");
         is_int(c->workers, 3, "workers");
         ok(c->server_header == NULL, "server_header off");
         is_int(c->keepalive_timeout_ms, 0, "keepalive off");
@@ -84,7 +86,7 @@ int main(void)
     ok(c != NULL, "environment overrides apply");
     if (c) {
         is_int(c->workers, 5, "APIARY_SERVER_WORKERS wins over the file");
-        is_int(c->nlisten, 2, "APIARY_SERVER_LISTEN is a list");
+        is_int(c->nlisten, 3, "APIARY_SERVER_LISTEN is a list (and the admin listener stays)");
         ap_config_free(c);
     }
     char *badenv[] = {"APIARY_SERVER_WORKERS=zz", "APIARY_SERVER_NOPE=1", NULL};
@@ -98,6 +100,12 @@ int main(void)
     c = parse("[server]\nmax_uri_size = 32k\nmax_header_size = 16k\n", NULL, &err);
     ok(c == NULL && strstr(err.data, "server.max_uri_size: must not exceed") != NULL,
        "uri limit above header limit rejected");
+
+    c = parse("[admin]\nlisten = off\n[server]\nlisten = 127.0.0.1:1 freebind\n", NULL, &err);
+    ok(c && c->nlisten == 1 && c->listen[0].freebind, "admin off; freebind flag");
+    ap_config_free(c);
+    c = parse("[server]\nlisten = 127.0.0.1:9091\n", NULL, &err);
+    ok(c == NULL && strstr(err.data, "duplicate address"), "admin and public cannot share an address");
 
     c = parse("[server]\nlisten = 127.0.0.1:80\nlisten = 127.0.0.1:80\n", NULL, &err);
     ok(c == NULL && strstr(err.data, "t.conf:3: server.listen: duplicate address") != NULL,

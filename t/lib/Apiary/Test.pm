@@ -185,6 +185,8 @@ sub set_env($self, %e) {
 sub testdir($self)   { $self->{dir} }
 sub conf_path($self) { "$self->{dir}/apiary.conf" }
 sub pidfile($self)   { $self->{pidfile} }
+sub admin_port($self) { $self->{admin_port} }
+sub control_socket($self) { $self->{auto_env}{APIARY_SERVER_CONTROL_SOCKET} }
 sub error_log($self) { $self->{error_log} }
 sub stderr_path($self) { "$self->{dir}/stderr.log" }
 sub master_pid($self) { $self->{pid} }
@@ -256,6 +258,16 @@ sub write_config($self, %opts) {
     my $el = $seen{'log.error_log'};
     $self->{error_log} = (defined $el && $el ne 'stderr') ? $el : undef;
     $self->{conf_workers} = $seen{'server.workers'};
+    # The admin listener and the control socket default to fixed places
+    # (127.0.0.1:9091, /run/apiary.sock) that tests running side by side
+    # would share: unless the file names them, the environment moves them
+    # into this test's port range and directory.
+    $self->{admin_port} //= _free_port($self->{ports});
+    my %auto;
+    $auto{APIARY_ADMIN_LISTEN} = "127.0.0.1:$self->{admin_port}" unless $text =~ /^\s*\[admin\]/m;
+    $auto{APIARY_SERVER_CONTROL_SOCKET} = "$self->{dir}/apiary.sock"
+        unless exists $seen{'server.control_socket'};
+    $self->{auto_env} = \%auto;
 
     $self->write_file('apiary.conf', $text);
     return $self->conf_path;
@@ -356,7 +368,7 @@ sub run($self, %opts) {
 sub spawn($self, $args, %o) {
     my $out = $o{stdout} // $self->stderr_path;
     my $err = $o{stderr} // $out;
-    my %env = (%{$self->{env}}, %{$o{env} // {}});
+    my %env = (%{$self->{auto_env} // {}}, %{$self->{env}}, %{$o{env} // {}});
     my $pid = fork // croak "fork: $!";
     if ($pid == 0) {
         open STDIN, '<', '/dev/null' or POSIX::_exit(126);
