@@ -414,8 +414,9 @@ static void reap(void)
         else
             snprintf(how, sizeof(how), "ended (status 0x%x)", status);
 
-        /* A replacement that dies before it is ready. */
-        if (s->replacing >= 0) {
+        /* A replacement (or a worker a rollout added) that dies before it
+         * is ready. */
+        if (s->replacing != -1) {
             abort_replacement(i, "exited before it was ready");
         }
         /* The worker it replaced is gone: the new one stands alone. */
@@ -467,7 +468,7 @@ static void rollout_step(void)
     if (!M.rollout || M.state != M_RUNNING)
         return;
     for (size_t i = 0; i < AP_SLOTS; i++)
-        if (M.slots[i].state == W_RUNNING && M.slots[i].replacing >= 0)
+        if (M.slots[i].state == W_RUNNING && M.slots[i].replacing != -1)
             return; /* wait for it */
     for (size_t i = 0; i < AP_SLOTS; i++) {
         wslot_t *s = &M.slots[i];

@@ -110,6 +110,10 @@ add_them_ok('at start');
     like($rb && $rb->{headers}{'retry-after'}, qr/^\d+$/, 'pool_timeout: Retry-After (seconds)');
     like($rb && $rb->{headers}{'content-type'}, qr{^application/json}, 'pool_timeout: JSON');
 
+    # The worker itself is not blocked while its only connection is busy.
+    my $live = eval { $t->get('/live', timeout => 1) };
+    ok($live && $live->{status} == 200, 'while every pool connection is busy, /live still answers at once');
+
     my $ra = finish_rpc($a, 5);
     ok($ra && $ra->{status} == 200 && $ra->{body} eq '1', 'the request holding the connection completes: 200, 1')
         or diag($ra ? $ra->{raw} : 'no response');
