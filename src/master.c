@@ -926,7 +926,13 @@ static void check_workers(uint64_t now)
                    "workers are healthy: replacing it",
                    s->id, (long)s->pid, (unsigned long long)M.conf->db_unhealthy_grace_ms,
                    healthy);
-            replace(i, "unhealthy");
+            /* It cannot serve the API anyway: stop it now rather than
+             * when its successor is ready (which may never be). */
+            if (replace(i, "unhealthy") == 0 && s->replaced_by >= 0) {
+                M.slots[s->replaced_by].replacing = -1;
+                s->replaced_by = -1;
+                stop_worker(i, SIGQUIT);
+            }
         }
     }
 }
