@@ -147,20 +147,6 @@ int ap_db_ready(const ap_db_t *db, const char **why)
     return 1;
 }
 
-int ap_db_schema_exposed(const ap_db_t *db, ap_str_t name)
-{
-    const char *p = db->schemas;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        if (n == name.len && memcmp(p, name.p, n) == 0)
-            return 1;
-        p += n;
-        if (*p == ',')
-            p++;
-    }
-    return 0;
-}
-
 static void free_db(uv_handle_t *h)
 {
     ap_db_t *db = h->data;

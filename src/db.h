@@ -38,9 +38,6 @@ void ap_db_reload_schema(ap_db_t *db);
  * schema cache is loaded; else 0 with *why set. */
 int ap_db_ready(const ap_db_t *db, const char **why);
 
-/* Non-zero when name is one of the exposed schemas. */
-int ap_db_schema_exposed(const ap_db_t *db, ap_str_t name);
-
 /* Closes everything; memory is freed as the handles close. */
 void ap_db_close(ap_db_t *db);
 
