@@ -14,19 +14,29 @@
 #include "json.h"
 #include "log.h"
 
-/* The request's arguments: names and their JSON object text. */
+/* The request's arguments: names, their values as text when each is a
+ * scalar (then every argument goes as a typed parameter of its own), and
+ * the JSON object text (for json_to_record, which converts arrays and
+ * objects to PostgreSQL types). */
 typedef struct {
     char **names;
+    char **values; /* text, NULL for JSON null */
+    unsigned char *json_text; /* values[i] is a JSON text (not a string's content) */
     size_t n;
     ap_buf_t json; /* the object passed as $1 */
     int raw_body;  /* json is the whole body (single unnamed json parameter) */
+    int scalars;   /* every value is a scalar: typed parameters will do */
 } args_t;
 
 static void args_cleanup(args_t *a)
 {
-    for (size_t i = 0; i < a->n; i++)
+    for (size_t i = 0; i < a->n; i++) {
         free(a->names[i]);
+        free(a->values[i]);
+    }
     free(a->names);
+    free(a->values);
+    free(a->json_text);
     ap_buf_cleanup(&a->json);
 }
 
@@ -72,10 +82,27 @@ static int has_name(const args_t *a, const char *name)
     return 0;
 }
 
-static void add_name(args_t *a, const char *name, size_t len)
+static void add_arg(args_t *a, const char *name, size_t len, char *value, int json_text)
 {
     a->names = ap_xrealloc(a->names, (a->n + 1) * sizeof(char *));
-    a->names[a->n++] = ap_xstrndup(name, len);
+    a->values = ap_xrealloc(a->values, (a->n + 1) * sizeof(char *));
+    a->json_text = ap_xrealloc(a->json_text, a->n + 1);
+    a->names[a->n] = ap_xstrndup(name, len);
+    a->values[a->n] = value;
+    a->json_text[a->n] = (unsigned char)json_text;
+    a->n++;
+}
+
+static const char *value_of(const args_t *a, const char *name, int *json_text)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        if (strcmp(a->names[i], name) == 0) {
+            *json_text = a->json_text[i];
+            return a->values[i];
+        }
+    }
+    *json_text = 0;
+    return NULL;
 }
 
 /* GET: ?a=1&b=x becomes {"a":"1","b":"x"}; PostgreSQL converts the
@@ -85,6 +112,7 @@ static int args_from_query(args_t *a, ap_str_t query, const char **why)
     ap_buf_t key, val;
     ap_buf_init(&key);
     ap_buf_init(&val);
+    a->scalars = 1;
     ap_buf_append_char(&a->json, '{');
     size_t i = 0;
     int rc = 0;
@@ -111,7 +139,8 @@ static int args_from_query(args_t *a, ap_str_t query, const char **why)
             rc = -1;
             break;
         }
-        add_name(a, key.data ? key.data : "", key.len);
+        add_arg(a, key.data ? key.data : "", key.len,
+                ap_xstrndup(val.data ? val.data : "", val.len), 0);
         if (a->n > 1)
             ap_buf_append_char(&a->json, ',');
         ap_json_append_string(&a->json, key.data ? key.data : "", key.len);
@@ -160,10 +189,24 @@ static int args_from_body(args_t *a, const ap_request_t *req, yajl_val *tree, ap
         return -1;
     }
     if (YAJL_IS_OBJECT(*tree)) {
+        a->scalars = 1;
         for (size_t i = 0; i < YAJL_GET_OBJECT(*tree)->len; i++) {
             const char *k = YAJL_GET_OBJECT(*tree)->keys[i];
-            if (!has_name(a, k))
-                add_name(a, k, strlen(k));
+            yajl_val v = YAJL_GET_OBJECT(*tree)->values[i];
+            if (has_name(a, k))
+                continue;
+            if (YAJL_IS_STRING(v))
+                add_arg(a, k, strlen(k), ap_xstrdup(YAJL_GET_STRING(v)), 0);
+            else if (YAJL_IS_NUMBER(v))
+                add_arg(a, k, strlen(k), ap_xstrdup(YAJL_GET_NUMBER(v)), 1);
+            else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v))
+                add_arg(a, k, strlen(k), ap_xstrdup(YAJL_IS_TRUE(v) ? "true" : "false"), 1);
+            else if (YAJL_IS_NULL(v))
+                add_arg(a, k, strlen(k), NULL, 1);
+            else {
+                add_arg(a, k, strlen(k), NULL, 1);
+                a->scalars = 0;
+            }
         }
     }
     ap_buf_append(&a->json, body, len);
@@ -199,10 +242,14 @@ static int single_json_param(const ap_schema_func_t *f)
     return f->nargs == 1 && f->args[0].name[0] == '\0' && is_json_type(f->args[0].type);
 }
 
-/* select <render> from json_to_record($1::json) as _a("x" int, ...),
- *   lateral "schema"."fn"("x" := _a."x", ...) _r
- * Returns the number of parameters the statement takes (0 or 1). */
-static int build_sql(ap_buf_t *sql, const ap_schema_func_t *f, const args_t *a)
+/* The statement that calls f, in one of two forms:
+ *   select <render> from "schema"."fn"("x" := $1::int, ...) _r
+ * when every value is a scalar (each a typed parameter), else
+ *   select <render> from json_to_record($1::json) as _a("x" int, ...),
+ *     lateral "schema"."fn"("x" := _a."x", ...) _r
+ * which lets PostgreSQL turn JSON arrays and objects into its types.
+ * Fills params (owned by the caller) and returns how many there are. */
+static int build_sql(ap_buf_t *sql, const ap_schema_func_t *f, const args_t *a, char **params)
 {
     ap_buf_t call;
     ap_buf_init(&call);
@@ -210,9 +257,32 @@ static int build_sql(ap_buf_t *sql, const ap_schema_func_t *f, const args_t *a)
     ap_buf_append_char(&call, '.');
     ap_api_quote_ident(&call, f->name);
     ap_buf_append_char(&call, '(');
-    int given = 0;
+    int given = 0, nparams = 0;
     if (a->raw_body) {
         ap_buf_printf(&call, "$1::%s", f->args[0].type);
+        params[nparams++] = ap_xstrndup(a->json.data, a->json.len);
+    } else if (a->scalars) {
+        for (size_t k = 0; k < f->nargs; k++) {
+            if (!has_name(a, f->args[k].name))
+                continue;
+            int json_text;
+            const char *v = value_of(a, f->args[k].name, &json_text);
+            if (nparams)
+                ap_buf_append_str(&call, ", ");
+            ap_api_quote_ident(&call, f->args[k].name);
+            ap_buf_printf(&call, " := $%d::%s", nparams + 1, f->args[k].type);
+            /* A json/jsonb parameter takes the JSON text of a string,
+             * quotes and all; others take the string's content. */
+            if (v && is_json_type(f->args[k].type) && !json_text) {
+                ap_buf_t j;
+                ap_buf_init(&j);
+                ap_json_append_string(&j, v, strlen(v));
+                params[nparams++] = ap_xstrndup(j.data, j.len);
+                ap_buf_cleanup(&j);
+            } else {
+                params[nparams++] = v ? ap_xstrdup(v) : NULL;
+            }
+        }
     } else {
         for (size_t k = 0; k < f->nargs; k++) {
             if (!has_name(a, f->args[k].name))
@@ -229,6 +299,7 @@ static int build_sql(ap_buf_t *sql, const ap_schema_func_t *f, const args_t *a)
     ap_buf_t from;
     ap_buf_init(&from);
     if (given) {
+        params[nparams++] = ap_xstrndup(a->json.data, a->json.len);
         ap_buf_append_str(&from, " from json_to_record($1::json) as _a(");
         int first = 1;
         for (size_t k = 0; k < f->nargs; k++) {
@@ -257,7 +328,7 @@ static int build_sql(ap_buf_t *sql, const ap_schema_func_t *f, const args_t *a)
     }
     ap_buf_cleanup(&call);
     ap_buf_cleanup(&from);
-    return a->raw_body || given ? 1 : 0;
+    return nparams;
 }
 
 typedef struct {
@@ -423,14 +494,15 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
 
     ap_buf_t sql;
     ap_buf_init(&sql);
-    int nparams = build_sql(&sql, best, &a);
-    ap_pg_query_t *q = ap_pg_query_new(nparams);
+    ap_pg_query_t *q = ap_pg_query_new((int)best->nargs + 1);
+    q->nparams = build_sql(&sql, best, &a, q->params);
     q->sql = ap_xstrndup(sql.data, sql.len);
     ap_buf_cleanup(&sql);
-    if (nparams)
-        q->params[0] = ap_xstrndup(a.json.data, a.json.len);
     q->with_settings = 1;
-    q->read_only = is_get;
+    /* GET runs read-only, as PostgREST does. PostgreSQL already refuses
+     * writes inside STABLE and IMMUTABLE functions, so only a VOLATILE one
+     * needs the setting (which costs the database a little each time). */
+    q->read_only = is_get && best->volatility == 'v';
     q->settings[AP_PG_SET_ROLE] = ap_xstrdup(conf->api_anon_role);
     ap_buf_t claims;
     ap_buf_init(&claims);
