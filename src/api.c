@@ -117,19 +117,14 @@ void ap_api_pool_error(ap_request_t *req, ap_pg_status_t st)
 
 void ap_api_dispatch(ap_request_t *req, ap_db_t *db, ap_str_t rest)
 {
-    const char *why;
     if (db->schema == NULL) {
         ap_http_add_header(req, "Retry-After", "1");
         ap_api_error(req, 503, "PGRST002",
                      "Could not query the database for the schema cache. Retrying.", NULL, NULL);
         return;
     }
-    if (!ap_db_ready(db, &why)) {
-        ap_http_add_header(req, "Retry-After", "1");
-        ap_api_error(req, 503, "PGRST000", "Database connection error. Retrying the connection.",
-                     why, NULL);
-        return;
-    }
+    /* A pool that is down answers 503 itself, at once or after waiting
+     * out a brief outage (ap_pg_submit). */
     if (rest.len > 5 && memcmp(rest.p, "/rpc/", 5) == 0) {
         ap_str_t name = ap_str_make(rest.p + 5, rest.len - 5);
         ap_api_rpc(req, db, name);

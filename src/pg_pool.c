@@ -64,6 +64,7 @@ struct ap_pg_pool_s {
     int db_ok;          /* the last round trip (or ping) reached PostgreSQL */
     uint64_t last_ok;   /* monotonic ms of the last successful round trip */
     ap_pg_query_t *ping; /* the ping in flight */
+    uint64_t down_since; /* monotonic ms: when the pool stopped being healthy */
     const char *uri;
 };
 
@@ -160,6 +161,22 @@ static int connecting_count(const ap_pg_pool_t *p)
     return n;
 }
 
+/* Whether requests should get 503 at once rather than wait: PostgreSQL
+ * does not answer through connections that are up (db_ok), or no
+ * connection has been up for connect_timeout. A pgBouncer restart, which
+ * drops every connection for a moment, is waited out (within
+ * pool_timeout). */
+static int given_up(const ap_pg_pool_t *p)
+{
+    if (p->healthy)
+        return 0;
+    if (!p->db_ok)
+        return 1;
+    if (!p->ever_connected)
+        return connecting_count(p) == 0;
+    return ap_clock_mono_ms() - p->down_since >= p->conf->db_connect_timeout_ms;
+}
+
 static void update_health(ap_pg_pool_t *p)
 {
     int up = 0;
@@ -183,6 +200,8 @@ static void update_health(ap_pg_pool_t *p)
     if (up == p->healthy)
         return;
     p->healthy = up;
+    if (!up)
+        p->down_since = ap_clock_mono_ms();
     if (up) {
         p->ever_connected = 1;
         ap_log(AP_LOG_INFO, "database pool connected");
@@ -521,7 +540,7 @@ static void conn_broken(pg_conn_t *c, const char *why)
             query_finish(q, AP_PG_CONN_LOST);
         }
     }
-    if (!p->healthy && connecting_count(p) == 0 && !p->closing)
+    if (!p->closing && given_up(p))
         fail_queue(p, AP_PG_UNAVAILABLE);
     if (!p->closing) {
         take_queued(p);
@@ -698,9 +717,9 @@ void ap_pg_submit(ap_pg_pool_t *p, ap_pg_query_t *q)
             return;
         }
     }
-    /* Down, or up only as far as pgBouncer: answer at once rather than
-     * after every timeout. */
-    if (!p->healthy && (connecting_count(p) == 0 || !p->db_ok)) {
+    /* Down for a while, or up only as far as pgBouncer: answer at once
+     * rather than after every timeout. */
+    if (given_up(p)) {
         query_finish(q, AP_PG_UNAVAILABLE);
         return;
     }
