@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "pg_watch.h"
 
 #define RETRY_FIRST_MS 200
 #define RETRY_MAX_MS 5000
@@ -21,8 +22,7 @@ struct ap_pg_listen_s {
     void (*on_reload)(void *);
     void *data;
     PGconn *pg;
-    uv_poll_t *poll;
-    int poll_fd;
+    ap_pg_watch_t watch;
     uv_timer_t timer; /* connect deadline, or the next attempt */
     lstate_t state;
     uint64_t backoff_ms;
@@ -34,25 +34,12 @@ static void start(ap_pg_listen_t *l);
 static void on_poll(uv_poll_t *h, int status, int events);
 static void step(ap_pg_listen_t *l);
 
-static void free_handle(uv_handle_t *h)
-{
-    free(h);
-}
-
-static void poll_stop(ap_pg_listen_t *l)
-{
-    if (l->poll) {
-        uv_close((uv_handle_t *)l->poll, free_handle);
-        l->poll = NULL;
-    }
-}
-
 static void on_timer(uv_timer_t *t)
 {
     ap_pg_listen_t *l = t->data;
     if (l->state == L_CONNECTING) {
         ap_log(AP_LOG_WARN, "schema listener: connect_timeout passed");
-        poll_stop(l);
+        ap_pg_watch_stop(&l->watch);
         PQfinish(l->pg);
         l->pg = NULL;
         l->state = L_DOWN;
@@ -72,7 +59,7 @@ static void fail(ap_pg_listen_t *l, const char *why)
         n--;
     msg[n] = '\0';
     ap_log(AP_LOG_WARN, "schema listener connection failed: %s", msg);
-    poll_stop(l);
+    ap_pg_watch_stop(&l->watch);
     if (l->pg)
         PQfinish(l->pg);
     l->pg = NULL;
@@ -85,26 +72,8 @@ static void fail(ap_pg_listen_t *l, const char *why)
 
 static void watch(ap_pg_listen_t *l, int events)
 {
-    int fd = PQsocket(l->pg);
-    if (fd < 0) {
-        fail(l, "no socket");
-        return;
-    }
-    /* libpq may move to another socket while connecting. */
-    if (l->poll && l->poll_fd != fd)
-        poll_stop(l);
-    if (l->poll == NULL) {
-        l->poll = ap_xmalloc(sizeof(*l->poll));
-        if (uv_poll_init(l->loop, l->poll, fd) < 0) {
-            free(l->poll);
-            l->poll = NULL;
-            fail(l, "uv_poll_init failed");
-            return;
-        }
-        l->poll->data = l;
-        l->poll_fd = fd;
-    }
-    uv_poll_start(l->poll, events, on_poll);
+    if (ap_pg_watch_set(&l->watch, l->pg, events) < 0)
+        fail(l, "cannot watch the connection's socket");
 }
 
 static void connected(ap_pg_listen_t *l)
@@ -182,9 +151,7 @@ static void step(ap_pg_listen_t *l)
 
 static void start(ap_pg_listen_t *l)
 {
-    static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {l->uri, "apiary-listen", NULL};
-    l->pg = PQconnectStartParams(keys, values, 1);
+    l->pg = ap_pg_connect_start(l->uri, "apiary-listen");
     if (l->pg == NULL || PQstatus(l->pg) == CONNECTION_BAD) {
         fail(l, l->pg ? PQerrorMessage(l->pg) : "out of memory");
         return;
@@ -205,6 +172,7 @@ ap_pg_listen_t *ap_pg_listen_new(uv_loop_t *loop, const char *uri, uint64_t conn
     l->data = data;
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
+    ap_pg_watch_init(&l->watch, loop, on_poll, l);
     start(l);
     return l;
 }
@@ -221,7 +189,7 @@ void ap_pg_listen_close(ap_pg_listen_t *l)
     if (l == NULL)
         return;
     l->closing = 1;
-    poll_stop(l);
+    ap_pg_watch_stop(&l->watch);
     if (l->pg)
         PQfinish(l->pg);
     l->pg = NULL;

@@ -9,6 +9,7 @@
 #include "alloc.h"
 #include "clock.h"
 #include "log.h"
+#include "pg_watch.h"
 
 /* Reconnect back-off: a database that is down is retried quickly at
  * first, then every RECONNECT_MAX_MS. */
@@ -35,9 +36,7 @@ typedef enum { PC_DOWN = 0, PC_CONNECTING, PC_READY, PC_BUSY } pc_state_t;
 typedef struct ap_pg_conn_s {
     ap_pg_pool_t *pool;
     PGconn *pg;
-    uv_poll_t *poll; /* for the current socket; freed in its close callback */
-    int poll_fd;
-    int poll_events;
+    ap_pg_watch_t watch;
     pc_state_t state;
     uint64_t connect_deadline;
     uint64_t retry_at;
@@ -221,49 +220,10 @@ int ap_pg_pool_healthy(const ap_pg_pool_t *p)
 
 static void on_poll(uv_poll_t *h, int status, int events);
 
-static void free_poll(uv_handle_t *h)
-{
-    free(h);
-}
-
-static void poll_close(pg_conn_t *c)
-{
-    if (c->poll) {
-        uv_close((uv_handle_t *)c->poll, free_poll);
-        c->poll = NULL;
-        c->poll_fd = -1;
-        c->poll_events = 0;
-    }
-}
-
-/* Watches the socket libpq uses now for events. libpq may change sockets
- * while connecting (one address after another), and libuv allows one
- * poll handle per descriptor: the old handle is closed first. */
 static void poll_set(pg_conn_t *c, int events)
 {
-    int fd = PQsocket(c->pg);
-    if (fd < 0) {
-        conn_broken(c, "no socket");
-        return;
-    }
-    if (c->poll && c->poll_fd != fd)
-        poll_close(c);
-    if (c->poll == NULL) {
-        c->poll = ap_xmalloc(sizeof(*c->poll));
-        if (uv_poll_init(c->pool->loop, c->poll, fd) < 0) {
-            free(c->poll);
-            c->poll = NULL;
-            conn_broken(c, "uv_poll_init failed");
-            return;
-        }
-        c->poll->data = c;
-        c->poll_fd = fd;
-        c->poll_events = 0;
-    }
-    if (events != c->poll_events) {
-        uv_poll_start(c->poll, events, on_poll);
-        c->poll_events = events;
-    }
+    if (ap_pg_watch_set(&c->watch, c->pg, events) < 0)
+        conn_broken(c, "cannot watch the connection's socket");
 }
 
 /* --- connecting --- */
@@ -304,9 +264,7 @@ static void connect_step(pg_conn_t *c)
 static void conn_connect(pg_conn_t *c)
 {
     ap_pg_pool_t *p = c->pool;
-    static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {p->uri, "apiary", NULL};
-    c->pg = PQconnectStartParams(keys, values, 1);
+    c->pg = ap_pg_connect_start(p->uri, "apiary");
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         conn_broken(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
         return;
@@ -511,7 +469,7 @@ static void conn_broken(pg_conn_t *c, const char *why)
            was_connecting ? "failed" : "lost", msg);
     ap_shm_add(p->slot->db_errors, 1);
 
-    poll_close(c);
+    ap_pg_watch_stop(&c->watch);
     if (c->pg) {
         PQfinish(c->pg);
         c->pg = NULL;
@@ -699,7 +657,7 @@ ap_pg_pool_t *ap_pg_pool_new(uv_loop_t *loop, const ap_config_t *conf, const cha
     ap_shm_store(slot->db_since_ms, ap_clock_mono_ms());
     for (size_t i = 0; i < p->nconns; i++) {
         p->conns[i].pool = p;
-        p->conns[i].poll_fd = -1;
+        ap_pg_watch_init(&p->conns[i].watch, loop, on_poll, &p->conns[i]);
         conn_connect(&p->conns[i]);
     }
     return p;
