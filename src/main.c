@@ -52,6 +52,12 @@ static int control(const ap_config_t *conf, const char *cmd, ap_buf_t *reply, in
                    int timeout_ms)
 {
     int rc = ap_control_request(conf->control_socket, cmd, reply, timeout_ms);
+    if (rc == -ETIMEDOUT) {
+        if (!quiet)
+            fprintf(stderr, "apiary: %s: no answer from the master within %d s\n", cmd,
+                    timeout_ms / 1000);
+        return 1;
+    }
     if (rc < 0) {
         if (!quiet)
             fprintf(stderr, "apiary: cannot reach the master through %s: %s (is apiary running?)\n",
@@ -243,6 +249,12 @@ int main(int argc, char **argv)
     const char *from = getenv("APIARY_UPGRADE_FROM");
     pid_t upgrade_from = from ? (pid_t)strtol(from, NULL, 10) : 0;
     unsetenv("APIARY_UPGRADE_FROM");
+    /* A unix socket that systemd made is systemd's to remove; one handed
+     * over by the old master of an upgrade is ours now. */
+    for (size_t i = 0; i < ninherited && upgrade_from == 0; i++) {
+        free(inherited[i].unix_path);
+        inherited[i].unix_path = NULL;
+    }
 
     while ((opt = getopt_long(argc, argv, "c:ts:Fvh", longopts, NULL)) != -1) {
         switch (opt) {

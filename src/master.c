@@ -45,6 +45,9 @@ extern char **environ;
 #define AP_TICK_MS 1000
 /* ... and while it waits for a new worker to become ready. */
 #define AP_FAST_TICK_MS 50
+/* A new master of an upgrade has worker_ready_timeout and this to take
+ * over, or it is stopped. */
+#define AP_UPGRADE_MARGIN_MS 5000
 /* Slots: a full set of workers plus the set a reload replaces. */
 #define AP_SLOTS (2 * AP_MAX_WORKERS)
 #define AP_MAX_CLIENTS 16
@@ -82,6 +85,7 @@ typedef struct {
     char buf[256];
     size_t len;
     wait_t waiting;
+    unsigned reload_seq; /* WAIT_RELOAD: the reload whose outcome it waits for */
 } client_t;
 
 static struct {
@@ -97,6 +101,7 @@ static struct {
     uint32_t nworkers; /* wanted now: conf->workers, changed by TTIN/TTOU */
     int sigfd;
     int ctlfd;
+    char *ctl_path; /* where ctlfd listens */
     client_t clients[AP_MAX_CLIENTS];
     mstate_t state;
     uint64_t kill_at;  /* monotonic; 0 = none */
@@ -106,6 +111,9 @@ static struct {
     int reload_again;  /* a HUP came during the rollout */
     int notified_ready;
     pid_t upgrade_pid; /* the new master, during an upgrade */
+    uint64_t upgrade_by; /* monotonic: it must take over by then */
+    ap_config_t *prev_conf; /* during a rollout: what the old workers run */
+    unsigned reload_seq;  /* reloads started */
     int upgraded;      /* a new master took over: leave its files alone */
     pid_t old_master;  /* we are the new master of an upgrade: QUIT it when ready */
     int pidfile_written;
@@ -365,6 +373,19 @@ static void abort_replacement(size_t slot, const char *why)
     }
     if (M.rollout) {
         M.rollout = 0;
+        /* The old workers keep serving with the configuration they run:
+         * the master goes back to it too (replacements of workers that
+         * die, the next reload's comparison). */
+        if (M.prev_conf) {
+            ap_config_free(M.conf);
+            M.conf = M.prev_conf;
+            M.prev_conf = NULL;
+            M.nworkers = M.conf->workers;
+            M.generation--;
+            for (size_t i = 0; i < AP_SLOTS; i++)
+                if (M.slots[i].state == W_RUNNING && M.slots[i].generation > M.generation)
+                    M.slots[i].generation = M.generation;
+        }
         char msg[256];
         snprintf(msg, sizeof(msg), "rollout aborted: a new worker %s; the old workers keep serving",
                  why);
@@ -425,8 +446,14 @@ static void reap(void)
             s->replaced_by = -1;
         }
         int expected = s->state == W_STOPPING || M.state != M_RUNNING;
+        /* Wanted: its number is still in use and nobody else holds it (a
+         * worker of an older generation counts until a rollout replaces it). */
         int wanted = M.state == M_RUNNING && s->state == W_RUNNING &&
-                     s->generation == M.generation && (uint32_t)s->id < M.nworkers;
+                     (uint32_t)s->id < M.nworkers;
+        for (size_t k = 0; wanted && k < AP_SLOTS; k++)
+            if (k != i && M.slots[k].id == s->id &&
+                (M.slots[k].state == W_RUNNING || M.slots[k].state == W_RESPAWN))
+                wanted = 0;
         if (expected || (s->kill_reason && strcmp(s->kill_reason, "not ready") == 0)) {
             ap_log(AP_LOG_INFO, "worker %d (pid %ld) %s", s->id, (long)pid, how);
             s->state = W_EMPTY;
@@ -503,6 +530,8 @@ static void rollout_step(void)
         }
     }
     M.rollout = 0;
+    ap_config_free(M.prev_conf);
+    M.prev_conf = NULL;
     ap_log(AP_LOG_NOTICE, "reload: generation %u is serving with %u workers", M.generation,
            M.nworkers);
     publish_reload("ok", "");
@@ -518,6 +547,7 @@ static int reload(void)
 {
     ap_buf_t errors;
     ap_buf_init(&errors);
+    M.reload_seq++;
     ap_log(AP_LOG_NOTICE, "reloading configuration %s", M.conf->path);
     char notify[96];
     snprintf(notify, sizeof(notify), "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
@@ -572,7 +602,7 @@ static int reload(void)
     /* Keep the old control socket path: clients may be talking to it. */
     free(conf->control_socket);
     conf->control_socket = ap_xstrdup(M.conf->control_socket);
-    ap_config_free(M.conf);
+    M.prev_conf = M.conf;
     M.conf = conf;
     M.nworkers = conf->workers;
     M.generation++;
@@ -640,6 +670,7 @@ static void upgrade(void)
         _exit(127);
     }
     M.upgrade_pid = pid;
+    M.upgrade_by = ap_clock_mono_ms() + M.conf->worker_ready_timeout_ms + AP_UPGRADE_MARGIN_MS;
     ap_log(AP_LOG_NOTICE, "upgrade: started %s as pid %ld", M.exe, (long)pid);
 }
 
@@ -684,9 +715,13 @@ static void client_result(client_t *c, int ok, const char *message)
 
 static void reply_waiting(wait_t what, int ok, const char *message)
 {
-    for (int i = 0; i < AP_MAX_CLIENTS; i++)
-        if (M.clients[i].fd >= 0 && M.clients[i].waiting == what)
-            client_result(&M.clients[i], ok, message);
+    for (int i = 0; i < AP_MAX_CLIENTS; i++) {
+        client_t *c = &M.clients[i];
+        /* A reload asked for during a rollout waits for the next one. */
+        if (c->fd >= 0 && c->waiting == what &&
+            (what != WAIT_RELOAD || (int)(c->reload_seq - M.reload_seq) <= 0))
+            client_result(c, ok, message);
+    }
 }
 
 static void start_drain(void)
@@ -705,7 +740,10 @@ static void graceful_shutdown(void)
     if (M.state != M_RUNNING)
         return;
     ap_log(AP_LOG_NOTICE, "graceful shutdown");
-    ap_sd_notify("STOPPING=1");
+    /* After a handover the service goes on under the new master: systemd
+     * must not hear that it stops. */
+    if (!M.upgraded)
+        ap_sd_notify("STOPPING=1");
     M.state = M_QUITTING;
     signal_all(SIGQUIT, 1);
     M.kill_at = ap_clock_mono_ms() + M.conf->shutdown_timeout_ms + AP_GRACEFUL_MARGIN_MS;
@@ -728,6 +766,8 @@ static void client_command(client_t *c, const char *cmd)
         client_send(c, out, (size_t)n);
     } else if (strcmp(cmd, "reload") == 0) {
         c->waiting = WAIT_RELOAD;
+        /* The reload that will answer it: the next one to start. */
+        c->reload_seq = M.reload_seq + 1;
         if (M.rollout)
             M.reload_again = 1;
         else
@@ -810,6 +850,7 @@ static void handle_signal(int sig, pid_t sender)
             ap_log(AP_LOG_NOTICE, "upgrade: the new master (pid %ld) is serving; quitting",
                    (long)M.upgrade_pid);
             M.upgraded = 1;
+            unsetenv("NOTIFY_SOCKET");
             char msg[64];
             snprintf(msg, sizeof(msg), "new master pid %ld", (long)M.upgrade_pid);
             reply_waiting(WAIT_UPGRADE, 1, msg);
@@ -987,8 +1028,7 @@ static void run_timers(void)
     for (size_t i = 0; i < AP_SLOTS; i++) {
         wslot_t *s = &M.slots[i];
         if (s->state == W_RESPAWN && now >= s->respawn_at) {
-            if (M.state == M_RUNNING && s->generation == M.generation &&
-                (uint32_t)s->id < M.nworkers)
+            if (M.state == M_RUNNING && (uint32_t)s->id < M.nworkers)
                 spawn(i, s->id, s->reason, s->restarts);
             else
                 s->state = W_EMPTY;
@@ -1010,9 +1050,19 @@ static void run_timers(void)
             ap_sd_notify(msg);
             ap_log(AP_LOG_NOTICE, "upgrade: workers ready; telling the old master (pid %ld) to quit",
                    (long)M.old_master);
+            if (rename(M.ctl_path, M.conf->control_socket) == 0)
+                strcpy(M.ctl_path, M.conf->control_socket);
+            else
+                ap_log_errno(AP_LOG_ERR, errno, "upgrade: moving the control socket into place failed");
             kill(M.old_master, SIGQUIT);
             M.old_master = 0;
         }
+    }
+    if (M.upgrade_pid && now >= M.upgrade_by) {
+        ap_log(AP_LOG_ERR, "upgrade: the new master (pid %ld) did not take over in time: stopping it",
+               (long)M.upgrade_pid);
+        kill(M.upgrade_pid, SIGTERM);
+        M.upgrade_by = now + AP_FAST_SHUTDOWN_MS + 1000;
     }
     if (M.drain_at && now >= M.drain_at) {
         M.drain_at = 0;
@@ -1038,6 +1088,8 @@ static int next_timeout(void)
         next = M.kill_at;
     if (M.drain_at && M.drain_at < next)
         next = M.drain_at;
+    if (M.upgrade_pid && M.upgrade_by < next)
+        next = M.upgrade_by;
     if (next == UINT64_MAX)
         return -1;
     return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
@@ -1064,10 +1116,12 @@ static void cleanup(void)
         client_close(&M.clients[i]);
     if (M.ctlfd >= 0) {
         close(M.ctlfd);
-        /* A new master of an upgrade uses the same path. */
-        if (!M.upgraded && M.conf)
-            unlink(M.conf->control_socket);
+        /* After a handover the path is the new master's. */
+        if (!M.upgraded)
+            unlink(M.ctl_path);
     }
+    free(M.ctl_path);
+    M.ctl_path = NULL;
     remove_pidfile();
     ap_listeners_close(M.listeners, M.nlisteners, !M.upgraded);
     M.listeners = NULL;
@@ -1122,9 +1176,13 @@ int ap_master_run(ap_config_t *conf, const ap_master_opts_t *opts)
         return 1;
     }
     publish_master();
-    M.ctlfd = ap_control_listen(conf->control_socket);
+    /* The new master of an upgrade must not take the old one's control
+     * socket before it takes over: it listens beside it until then. */
+    M.ctl_path = ap_xmalloc(strlen(conf->control_socket) + 8);
+    sprintf(M.ctl_path, "%s%s", conf->control_socket, M.old_master > 0 ? ".new" : "");
+    M.ctlfd = ap_control_listen(M.ctl_path);
     if (M.ctlfd < 0) {
-        ap_log_errno(AP_LOG_CRIT, M.ctlfd, "control socket \"%s\" failed", conf->control_socket);
+        ap_log_errno(AP_LOG_CRIT, M.ctlfd, "control socket \"%s\" failed", M.ctl_path);
         M.ctlfd = -1;
         cleanup();
         return 1;
