@@ -1235,3 +1235,216 @@ sub close($self) {
 }
 
 1;
+
+# ---------------------------------------------------------------------------
+# Added for the operations tests (t/21-reload.t .. t/25-systemd.t): the
+# program to run, the CLI, adopting the new master of a binary upgrade, and
+# a client load that counts every failed request.
+# ---------------------------------------------------------------------------
+
+package Apiary::Test;
+
+# set_bin($path): the program that run() and spawn() execute from now on
+# (a copy of the binary, or a launcher that execs it: the pid stays the
+# master's). run_cmd() uses it too; cli() always uses $APIARY_BIN.
+sub set_bin($self, $path) {
+    croak "$path is not an executable file" unless -f $path && -x _;
+    $self->{bin} = $path;
+    return $self;
+}
+
+sub bin($self) { $self->{bin} }
+
+# cli(@args, {env, timeout}): "$APIARY_BIN @args -c CONF" to completion;
+# returns (exit code, stdout, stderr) as run_cmd() does.
+sub cli($self, @args) {
+    my $o = ref $args[-1] eq 'HASH' ? pop @args : {};
+    local $self->{bin} = $ENV{APIARY_BIN};
+    return $self->run_cmd(@args, '-c', $self->conf_path, $o);
+}
+
+# status_json(): "apiary status --json" decoded (a hash ref), or undef (the
+# reason in $self->{status_error}).
+sub status_json($self, %o) {
+    my ($code, $out, $err) = $self->cli('status', '--json', { timeout => $o{timeout} // 5 });
+    my $j = $code == 0 ? eval { JSON::PP->new->utf8->decode($out) } : undef;
+    $self->{status_error} = ref $j eq 'HASH' ? undef : "exit $code: $err$out";
+    return ref $j eq 'HASH' ? $j : undef;
+}
+
+# The pid in the pidfile (or in $path), or undef.
+sub pidfile_pid($self, $path = undef) {
+    my $c = $self->read_file($path // $self->pidfile) // return undef;
+    return $c =~ /^(\d+)\n?$/ ? $1 + 0 : undef;
+}
+
+# become_subreaper(): prctl(PR_SET_CHILD_SUBREAPER). The new master of a
+# binary upgrade is forked by the old one; once the old one exits, it
+# becomes a child of this test process (not of init), which can then wait
+# for it and stop it. True on success.
+sub become_subreaper() {
+    my %nr = (x86_64 => 157, aarch64 => 167);
+    my $n = $nr{(POSIX::uname())[4]} // return 0;
+    local $!;
+    return syscall($n, 36, 1, 0, 0, 0) == 0;
+}
+
+# adopt_master($pid): after a binary upgrade, once the old master has been
+# reaped (wait_exit), the new master becomes the one this object runs,
+# stops and checks on teardown. It must be a child of this process
+# (become_subreaper()). Returns true if adopted.
+sub adopt_master($self, $pid) {
+    croak "adopt_master: the master $self->{pid} is still running" if $self->{pid};
+    my $st = proc_stat($pid);
+    return 0 unless $st && $st->{ppid} == $$ && proc_alive($pid);
+    $self->{pid} = $pid + 0;
+    $self->{status} = undef;
+    $self->{killed} = 0;
+    $CURRENT = $self;
+    return 1;
+}
+
+# load(%opts): a client load in forked processes, every request counted:
+# a refused or failed connect, a reset, a connection closed without a
+# response, a timeout and a non-2xx status are failures. Keep-alive
+# clients reuse one connection and open a new one only after a response
+# with "Connection: close" (a keep-alive connection closed by the server
+# otherwise is a failure: that is the loss a graceful stop must avoid).
+#   seconds   => 20 (bound; ->finish stops it earlier)
+#   keepalive => 2 clients on keep-alive connections
+#   fresh     => 2 clients with a new connection per request
+#   path => '/live', port => port(0), timeout => 3 (per request),
+#   pause => 0.002 (between requests of a client)
+# Returns an Apiary::Test::Load; ->finish waits for the clients and returns
+# { ok, fail, keepalive_ok, fresh_ok, errors => [...first 20...] }.
+sub load($self, %o) {
+    my $seconds = $o{seconds} // 20;
+    my $port = $o{port} // $self->port(0);
+    my $path = $o{path} // '/live';
+    my $timeout = $o{timeout} // 3;
+    my $pause = $o{pause} // 0.002;
+    my $id = ++$self->{nload};
+    my @kids;
+    my @kinds = ((('keepalive') x ($o{keepalive} // 2)), (('fresh') x ($o{fresh} // 2)));
+    my $t0 = time;
+    for my $k (0 .. $#kinds) {
+        my $kind = $kinds[$k];
+        my $file = "$self->{dir}/load-$id-$k.txt";
+        my $pid = fork // croak "fork: $!";
+        if ($pid == 0) {
+            my $stop = 0;
+            $SIG{TERM} = sub { $stop = 1 };
+            $SIG{INT} = 'DEFAULT';
+            my ($ok, $fail, @err) = (0, 0);
+            my $end = $t0 + $seconds;
+            my $req = "GET $path HTTP/1.1\r\nHost: localhost\r\n"
+                . ($kind eq 'fresh' ? "Connection: close\r\n" : '') . "\r\n";
+            my $c;
+            my $failed = sub ($why) {
+                $fail++;
+                push @err, sprintf('%+.3fs %s: %s', time - $t0, $kind, $why) if @err < 20;
+                $c->close if $c;
+                undef $c;
+            };
+            while (!$stop && time < $end) {
+                if (!$c) {
+                    $c = eval { Apiary::Test::Conn->new(port => $port, connect_timeout => $timeout) };
+                    if (!$c) {
+                        $failed->('connect: ' . (($@ // '') =~ s/ at .*//sr));
+                        sleep $pause;
+                        next;
+                    }
+                }
+                if (!$c->send($req)) {
+                    $failed->("send: $!");
+                    next;
+                }
+                my $r = $c->read_response(timeout => $timeout);
+                if (!$r) {
+                    $failed->($c->{reset} ? 'connection reset'
+                        : $c->{eof} ? 'closed without a (complete) response'
+                        : "no response within ${timeout}s");
+                    next;
+                }
+                if ($r->{status} < 200 || $r->{status} > 299) {
+                    $failed->("status $r->{status}");
+                    next;
+                }
+                $ok++;
+                if ($kind eq 'fresh' || lc($r->{headers}{connection} // '') eq 'close') {
+                    $c->close;
+                    undef $c;
+                }
+                sleep $pause if $pause > 0;
+            }
+            $c->close if $c;
+            if (open my $fh, '>', "$file.tmp") {
+                print {$fh} "$kind $ok $fail\n", map { "$_\n" } @err;
+                close $fh;
+                rename "$file.tmp", $file;
+            }
+            POSIX::_exit(0);
+        }
+        push @kids, { pid => $pid, file => $file, kind => $kind };
+    }
+    return bless { t => $self, kids => \@kids, seconds => $seconds, t0 => $t0, owner => $$ },
+        'Apiary::Test::Load';
+}
+
+package Apiary::Test::Load;
+
+use v5.36;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+sub elapsed($self) { time - $self->{t0} }
+
+# finish(stop => 1): stops the clients now (else waits for the end of
+# their time), reaps them (bounded) and returns the totals.
+sub finish($self, %o) {
+    return $self->{result} if $self->{result};
+    if ($o{stop}) {
+        kill 'TERM', $_->{pid} for @{$self->{kids}};
+    }
+    my $deadline = time + ($o{stop} ? 0 : $self->{seconds} - $self->elapsed) + 15;
+    for my $k (@{$self->{kids}}) {
+        while (waitpid($k->{pid}, POSIX::WNOHANG()) == 0) {
+            if (time > $deadline) {
+                kill 'KILL', $k->{pid};
+                waitpid($k->{pid}, 0);
+                last;
+            }
+            sleep 0.05;
+        }
+    }
+    my %r = (ok => 0, fail => 0, keepalive_ok => 0, fresh_ok => 0, errors => []);
+    for my $k (@{$self->{kids}}) {
+        my $c = $self->{t}->read_file($k->{file});
+        if (!defined $c) {
+            $r{fail}++;
+            push @{$r{errors}}, "a $k->{kind} client wrote no result";
+            next;
+        }
+        my ($head, @err) = split /\n/, $c;
+        my ($kind, $ok, $fail) = split ' ', $head;
+        $r{ok} += $ok;
+        $r{fail} += $fail;
+        $r{"${kind}_ok"} += $ok;
+        push @{$r{errors}}, @err;
+    }
+    @{$r{errors}} = map { $_->[1] } sort { $a->[0] <=> $b->[0] }
+        map { [/^([-+]?[\d.]+)s/ ? $1 : 0, $_] } @{$r{errors}};
+    $self->{result} = \%r;
+    return \%r;
+}
+
+sub DESTROY($self) {
+    return if $self->{result} || $self->{owner} != $$;
+    local ($?, $!, $@);
+    for my $k (@{$self->{kids}}) {
+        kill 'KILL', $k->{pid};
+        waitpid($k->{pid}, 0);
+    }
+}
+
+1;
