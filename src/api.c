@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "api_rpc.h"
+#include "conn.h"
 #include "json.h"
+#include "metrics.h"
+#include "worker.h"
 
 int ap_api_match(const ap_config_t *conf, ap_str_t path, ap_str_t *rest)
 {
@@ -80,6 +83,7 @@ void ap_api_pg_error(ap_request_t *req, const PGresult *res, int authenticated)
     if (msg == NULL)
         msg = PQresultErrorMessage(res);
     int status = ap_api_status_for_sqlstate(state, authenticated);
+    ap_metrics_db_error(&req->conn->worker->slot->metrics, state ? state : "XX000");
     ap_api_error(req, status, state ? state : "XX000", msg,
                  PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
                  PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
@@ -87,6 +91,10 @@ void ap_api_pg_error(ap_request_t *req, const PGresult *res, int authenticated)
 
 void ap_api_pool_error(ap_request_t *req, ap_pg_status_t st)
 {
+    ap_metrics_db_error(&req->conn->worker->slot->metrics,
+                        st == AP_PG_QUEUE_FULL || st == AP_PG_POOL_TIMEOUT ? "PGRST003"
+                        : st == AP_PG_DEADLINE                           ? "57014"
+                                                                         : NULL);
     switch (st) {
     case AP_PG_QUEUE_FULL:
     case AP_PG_POOL_TIMEOUT:
@@ -126,6 +134,7 @@ void ap_api_dispatch(ap_request_t *req, ap_db_t *db, ap_str_t rest)
     /* A pool that is down answers 503 itself, at once or after waiting
      * out a brief outage (ap_pg_submit). */
     if (rest.len > 5 && memcmp(rest.p, "/rpc/", 5) == 0) {
+        req->route = AP_ROUTE_RPC;
         ap_str_t name = ap_str_make(rest.p + 5, rest.len - 5);
         ap_api_rpc(req, db, name);
         return;

@@ -9,6 +9,9 @@
 /* Milliseconds from CLOCK_MONOTONIC: for durations and deadlines. */
 uint64_t ap_clock_mono_ms(void);
 
+/* Microseconds from CLOCK_MONOTONIC: for request durations. */
+uint64_t ap_clock_mono_us(void);
+
 /* Milliseconds since the epoch, from CLOCK_REALTIME. */
 uint64_t ap_clock_wall_ms(void);
 

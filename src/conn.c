@@ -256,6 +256,9 @@ static void send_error(ap_conn_t *c, int status, const char *detail)
     ap_buf_cleanup(&body);
     ap_shm_add(c->worker->slot->requests, 1);
     ap_shm_add(c->worker->slot->parse_errors, 1);
+    ap_metrics_request(&c->worker->slot->metrics, c->hp.started ? (int)llhttp_get_method(&c->hp.llhttp) : -1,
+                       status, AP_ROUTE_BUILTIN,
+                       c->hp.req.start_us ? ap_clock_mono_us() - c->hp.req.start_us : 0);
     ap_log(AP_LOG_INFO, "client error %d: %s", status, detail ? detail : ap_http_reason(status));
     conn_write(c, c->out.data, c->out.len);
     if (c->state != AP_CONN_CLOSING)
@@ -379,6 +382,8 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
     c->requests++;
     ap_shm_add(c->worker->slot->requests, 1);
     ap_shm_sub(c->worker->slot->in_flight, 1);
+    ap_metrics_request(&c->worker->slot->metrics, req->method, status, req->route,
+                       ap_clock_mono_us() - req->start_us);
     req->on_abort = NULL;
     /* Leave HANDLING first: a failed write closes the connection, and the
      * request is no longer in flight. */

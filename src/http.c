@@ -33,7 +33,8 @@ static int on_message_begin(llhttp_t *p)
 {
     ap_http_parser_t *hp = HP(p);
     hp->started = 1;
-    hp->req.start_ms = ap_clock_mono_ms();
+    hp->req.start_us = ap_clock_mono_us();
+    hp->req.start_ms = hp->req.start_us / 1000;
     return 0;
 }
 

@@ -37,6 +37,8 @@ typedef struct ap_request_s {
     unsigned expect_continue : 1; /* "Expect: 100-continue" */
     unsigned has_body : 1;        /* Content-Length > 0 or chunked */
     uint64_t start_ms;            /* monotonic, when the first byte arrived */
+    uint64_t start_us;            /* the same in microseconds, for metrics */
+    int route;                    /* AP_ROUTE_*: set by the router, for metrics */
     ap_buf_t resp_headers;        /* extra header lines for the response */
     /* Set by a handler that answers later: called if the connection
      * closes first (client gone, fast shutdown); the request must not be

@@ -294,6 +294,13 @@ static void spawn(size_t slot, int id, const char *reason, uint32_t restarts)
            reason ? reason : "");
 }
 
+static void count_restart(const char *reason)
+{
+    int r = ap_restart_reason_index(reason);
+    if (r >= 0)
+        ap_shm_add(M.shm->restarts[r], 1);
+}
+
 static int slot_ready(size_t i)
 {
     return ap_shm_load(M.shm->slots[i].state) == AP_WORKER_READY;
@@ -314,6 +321,7 @@ static int replace(size_t old, const char *reason)
     spawn(slot, o->id, reason, o->restarts + 1);
     if (M.slots[slot].state != W_RUNNING)
         return -1;
+    count_restart(reason);
     M.slots[slot].replacing = (int)old;
     M.slots[slot].ready_by = ap_clock_mono_ms() + M.conf->worker_ready_timeout_ms;
     o->replaced_by = (int)slot;
@@ -423,6 +431,13 @@ static void reap(void)
             continue;
         wslot_t *s = &M.slots[i];
         ap_shm_slot_t *shs = &M.shm->slots[i];
+        /* What it counted stays in the totals. */
+        ap_metrics_fold(&M.shm->retired, &shs->metrics);
+        ap_shm_add(M.shm->retired_bytes_out, ap_shm_load(shs->bytes_out));
+        ap_shm_add(M.shm->retired_schema_reloads, ap_shm_load(shs->schema_reloads));
+        memset(&shs->metrics, 0, sizeof(shs->metrics));
+        ap_shm_store(shs->bytes_out, 0);
+        ap_shm_store(shs->schema_reloads, 0);
         ap_shm_store(shs->state, AP_WORKER_FREE);
         ap_shm_store(shs->pid, 0);
 
@@ -467,6 +482,7 @@ static void reap(void)
         }
         uint64_t now = ap_clock_mono_ms();
         s->restarts++;
+        count_restart(reason);
         if (now - s->started_ms < M.conf->min_uptime_ms) {
             /* It died young: a broken deploy must not fork-bomb the host. */
             s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : AP_BACKOFF_FIRST_MS;

@@ -9,6 +9,7 @@
 #include "alloc.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "pg_watch.h"
 
 /* Reconnect back-off: a database that is down is retried quickly at
@@ -282,6 +283,8 @@ static void conn_connect(pg_conn_t *c)
 static void send_query(pg_conn_t *c, ap_pg_query_t *q)
 {
     ap_pg_pool_t *p = c->pool;
+    if (q->with_settings)
+        ap_metrics_pool_wait(&p->slot->metrics, ap_clock_mono_us() - q->submitted_us);
     c->state = PC_BUSY;
     c->q = q;
     q->conn = c;
@@ -593,10 +596,35 @@ static void on_timer(uv_timer_t *t)
     pool_rearm(p);
 }
 
+/* The connections by state, for /metrics. */
+static void publish_states(ap_pg_pool_t *p)
+{
+    uint64_t n[4] = {0};
+    for (size_t i = 0; i < p->nconns; i++) {
+        switch (p->conns[i].state) {
+        case PC_READY:
+            n[0]++;
+            break;
+        case PC_BUSY:
+            n[1]++;
+            break;
+        case PC_CONNECTING:
+            n[2]++;
+            break;
+        default:
+            n[3]++;
+            break;
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        ap_shm_store(p->slot->db_conns[k], n[k]);
+}
+
 static void pool_rearm(ap_pg_pool_t *p)
 {
     if (p->closing)
         return;
+    publish_states(p);
     uint64_t next = UINT64_MAX;
     for (ap_pg_query_t *q = p->qhead; q; q = q->next) {
         if (q->queued_until < next)
@@ -667,6 +695,7 @@ void ap_pg_submit(ap_pg_pool_t *p, ap_pg_query_t *q)
 {
     uint64_t now = ap_clock_mono_ms();
     q->pool = p;
+    q->submitted_us = ap_clock_mono_us();
     q->deadline = now + p->conf->db_request_timeout_ms;
     q->queued_until = now + p->conf->db_pool_timeout_ms;
     for (size_t i = 0; i < p->nconns; i++) {

@@ -52,6 +52,7 @@ struct ap_pg_query_s {
     uint64_t queued_until;           /* monotonic ms: pool_timeout */
     uint64_t deadline;               /* monotonic ms: request_timeout */
     uint64_t cancelled_at;
+    uint64_t submitted_us;           /* monotonic: for the pool wait metric */
     PGresult *result;
     int nulls;                       /* statements whose results are complete */
     unsigned queued : 1, abandoned : 1, retried : 1, answered : 1, sent : 1;

@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "json.h"
+#include "metrics.h"
 #include "status.h"
 #include "worker.h"
 
@@ -61,8 +62,10 @@ static void handle_admin(ap_request_t *req)
         handle_live(req);
         return;
     }
-    if (!is_ready && !ap_str_eq(req->path, AP_STR("/status"))) {
-        ap_http_respond_error(req, 404, "the admin listener serves /live, /ready and /status");
+    int is_metrics = ap_str_eq(req->path, AP_STR("/metrics"));
+    if (!is_ready && !is_metrics && !ap_str_eq(req->path, AP_STR("/status"))) {
+        ap_http_respond_error(req, 404,
+                              "the admin listener serves /live, /ready, /status and /metrics");
         return;
     }
     if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
@@ -72,8 +75,14 @@ static void handle_admin(ap_request_t *req)
     }
     ap_buf_t b;
     ap_buf_init(&b);
-    ap_status_json(&b, w->shm);
     ap_http_add_header(req, "Cache-Control", "no-store");
+    if (is_metrics) {
+        ap_metrics_render(&b, w->shm);
+        ap_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        ap_buf_cleanup(&b);
+        return;
+    }
+    ap_status_json(&b, w->shm);
     /* Ready while at least one worker is: the balancer's question is
      * whether this node can serve. */
     int status = is_ready && ap_status_ready_workers(w->shm) == 0 ? 503 : 200;
@@ -98,6 +107,7 @@ void ap_router_dispatch(ap_request_t *req)
         return;
     }
     if (w->db && ap_api_match(w->conf, req->path, &rest)) {
+        req->route = AP_ROUTE_API;
         ap_api_dispatch(req, w->db, rest);
         return;
     }

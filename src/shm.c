@@ -3,6 +3,7 @@
 #include "shm.h"
 
 #include <stddef.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #define AP_SHM_MAGIC 0x41504931u /* "API1" */
@@ -30,4 +31,15 @@ void ap_shm_destroy(ap_shm_t *shm)
 {
     if (shm)
         munmap(shm, shm_size(shm->nslots));
+}
+
+const char *const ap_restart_reason_names[AP_RESTART_NREASONS] = {
+    "crash", "timeout", "unhealthy", "memory", "max_requests", "reload"};
+
+int ap_restart_reason_index(const char *name)
+{
+    for (int i = 0; name && i < AP_RESTART_NREASONS; i++)
+        if (strcmp(name, ap_restart_reason_names[i]) == 0)
+            return i;
+    return -1;
 }

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "metrics.h"
+
 typedef enum {
     AP_WORKER_FREE = 0,
     AP_WORKER_STARTING,  /* forked; not ready yet */
@@ -37,7 +39,25 @@ typedef struct ap_shm_slot_s {
     int32_t id;               /* the worker's number */
     uint32_t restarts;        /* written by the master */
     char last_reason[16];     /* written by the master: why it was last restarted */
+    uint64_t db_conns[4];     /* pool connections: idle, busy, connecting, down */
+    ap_metrics_t metrics;
 } __attribute__((aligned(64))) ap_shm_slot_t;
+
+/* Why the master started a worker in place of another. */
+typedef enum {
+    AP_RESTART_CRASH,
+    AP_RESTART_TIMEOUT,
+    AP_RESTART_UNHEALTHY,
+    AP_RESTART_MEMORY,
+    AP_RESTART_MAX_REQUESTS,
+    AP_RESTART_RELOAD,
+    AP_RESTART_NREASONS
+} ap_restart_reason_t;
+
+extern const char *const ap_restart_reason_names[AP_RESTART_NREASONS];
+
+/* The index of a reason's name, or -1. */
+int ap_restart_reason_index(const char *name);
 
 typedef enum {
     AP_DB_NONE = 0,  /* no database configured */
@@ -59,6 +79,11 @@ typedef struct ap_shm_s {
     char config_path[256];
     char reload_result[16];     /* "", "ok", "failed", "in progress" */
     char reload_message[512];
+    /* What exited workers counted, so that totals survive them. */
+    ap_metrics_t retired;
+    uint64_t retired_bytes_out;
+    uint64_t retired_schema_reloads;
+    uint64_t restarts[AP_RESTART_NREASONS];
     ap_shm_slot_t slots[];
 } ap_shm_t;
 

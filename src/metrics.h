@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* Prometheus metrics: counters and histograms that each worker updates in
+ * its shared-memory slot with relaxed atomics (no locks on the request
+ * path), folded by the master into a "retired" block when a worker exits
+ * so that totals survive worker replacement, and rendered in the text
+ * exposition format 0.0.4 on the admin listener's /metrics. */
+#ifndef AP_METRICS_H
+#define AP_METRICS_H
+
+#include <stdint.h>
+
+#include "buf.h"
+
+enum { AP_M_GET, AP_M_HEAD, AP_M_POST, AP_M_PUT, AP_M_PATCH, AP_M_DELETE, AP_M_OPTIONS,
+       AP_M_OTHER, AP_M_NMETHODS };
+enum { AP_ROUTE_BUILTIN, AP_ROUTE_API, AP_ROUTE_RPC, AP_ROUTE_STATIC, AP_ROUTE_NKINDS };
+/* Request duration buckets, in seconds. */
+#define AP_M_NBUCKETS 14
+/* SQLSTATE classes counted one by one; the rest is "other". */
+#define AP_M_NSQLCLASSES 16
+
+typedef struct ap_metrics_s {
+    uint64_t requests[AP_M_NMETHODS][5]; /* by status class 1xx..5xx */
+    uint64_t duration_buckets[AP_ROUTE_NKINDS][AP_M_NBUCKETS]; /* cumulative "le" */
+    uint64_t duration_count[AP_ROUTE_NKINDS];
+    uint64_t duration_sum_us[AP_ROUTE_NKINDS];
+    uint64_t pool_wait_buckets[AP_M_NBUCKETS];
+    uint64_t pool_wait_count;
+    uint64_t pool_wait_sum_us;
+    uint64_t db_errors[AP_M_NSQLCLASSES];
+    uint64_t rate_limited;
+} ap_metrics_t;
+
+struct ap_shm_s;
+
+/* Counts a finished request: method (llhttp_method_t), status, route
+ * kind, duration. */
+void ap_metrics_request(ap_metrics_t *m, int method, int status, int route, uint64_t duration_us);
+
+/* Counts the time a query waited for a pool connection. */
+void ap_metrics_pool_wait(ap_metrics_t *m, uint64_t wait_us);
+
+/* Counts a database error by its SQLSTATE (NULL: a connection failure). */
+void ap_metrics_db_error(ap_metrics_t *m, const char *sqlstate);
+
+/* dst += src, field by field (the master, when a worker exits). */
+void ap_metrics_fold(ap_metrics_t *dst, const ap_metrics_t *src);
+
+/* Appends the whole exposition: every family, aggregated over the retired
+ * block and every live worker. */
+void ap_metrics_render(ap_buf_t *out, struct ap_shm_s *shm);
+
+#endif
