@@ -1272,6 +1272,43 @@ sub status_json($self, %o) {
     return ref $j eq 'HASH' ? $j : undef;
 }
 
+# cli_start(@args): as cli(), in the background. Returns a sub that waits
+# for it (timeout => 30 s, then KILL) and returns (exit code, stdout,
+# stderr); it returns undef while the command runs if called with
+# (poll => 1).
+sub cli_start($self, @args) {
+    my $n = ++$self->{ncmd};
+    my $out = "$self->{dir}/cmd-$n.stdout.log";
+    my $err = "$self->{dir}/cmd-$n.stderr.log";
+    my $pid = do {
+        local $self->{bin} = $ENV{APIARY_BIN};
+        $self->spawn([@args, '-c', $self->conf_path], stdout => $out, stderr => $err);
+    };
+    my @result;
+    return sub (%o) {
+        return @result if @result;
+        my $deadline = time + ($o{timeout} // 30);
+        my $code;
+        while (1) {
+            my $r = waitpid($pid, WNOHANG);
+            if ($r == $pid) {
+                $code = ($? & 127) ? 128 + ($? & 127) : $? >> 8;
+                last;
+            }
+            return () if $o{poll};
+            if (time > $deadline) {
+                kill 'KILL', $pid;
+                waitpid($pid, 0);
+                $code = -1;
+                last;
+            }
+            sleep 0.02;
+        }
+        @result = ($code, $self->read_file($out) // '', $self->read_file($err) // '');
+        return @result;
+    };
+}
+
 # The pid in the pidfile (or in $path), or undef.
 sub pidfile_pid($self, $path = undef) {
     my $c = $self->read_file($path // $self->pidfile) // return undef;
