@@ -333,6 +333,7 @@ static void stop_worker(size_t i, int sig)
     wslot_t *s = &M.slots[i];
     if (s->state == W_RESPAWN) {
         s->state = W_EMPTY;
+        ap_shm_store(M.shm->slots[i].state, AP_WORKER_FREE);
         return;
     }
     if (s->state != W_RUNNING && s->state != W_STOPPING)
@@ -493,6 +494,9 @@ static void reap(void)
             s->reason = reason;
             ap_shm_store(shs->restarts, s->restarts);
             ap_shm_store(shs->pid, 0);
+            ap_shm_store(shs->id, s->id);
+            snprintf(shs->last_reason, sizeof(shs->last_reason), "%s", reason);
+            ap_shm_store(shs->state, AP_WORKER_BACKOFF);
             ap_log(AP_LOG_WARN, "worker %d died within min_uptime: restarting in %llu ms", s->id,
                    (unsigned long long)s->backoff_ms);
         } else {
@@ -1046,8 +1050,10 @@ static void run_timers(void)
         if (s->state == W_RESPAWN && now >= s->respawn_at) {
             if (M.state == M_RUNNING && (uint32_t)s->id < M.nworkers)
                 spawn(i, s->id, s->reason, s->restarts);
-            else
+            else {
                 s->state = W_EMPTY;
+                ap_shm_store(M.shm->slots[i].state, AP_WORKER_FREE);
+            }
         }
     }
     check_replacements(now);

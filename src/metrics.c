@@ -154,15 +154,17 @@ void ap_metrics_render(ap_buf_t *out, ap_shm_t *shm)
     }
 
     uint64_t in_flight = 0, bytes = 0, conns = 0, reloads = 0, db_conn[4] = {0};
-    uint64_t workers[5] = {0};
+    uint64_t workers[AP_WORKER_BACKOFF + 1] = {0};
     for (uint32_t i = 0; i < shm->nslots; i++) {
         ap_shm_slot_t *s = &shm->slots[i];
+        if (LOAD(s->state) == AP_WORKER_BACKOFF)
+            workers[AP_WORKER_BACKOFF]++;
         if (LOAD(s->pid) <= 0)
             continue;
         in_flight += LOAD(s->in_flight);
         conns += LOAD(s->connections);
         uint32_t st = LOAD(s->state);
-        if (st < 5)
+        if (st <= AP_WORKER_BACKOFF)
             workers[st]++;
         for (int k = 0; k < 4; k++)
             db_conn[k] += LOAD(s->db_conns[k]);
@@ -191,7 +193,7 @@ void ap_metrics_render(ap_buf_t *out, ap_shm_t *shm)
                       ap_restart_reason_names[r], (unsigned long long)LOAD(shm->restarts[r]));
 
     family(out, "apiary_workers", "gauge", "Worker processes, by state.");
-    for (uint32_t st = AP_WORKER_STARTING; st <= AP_WORKER_UNHEALTHY; st++)
+    for (uint32_t st = AP_WORKER_STARTING; st <= AP_WORKER_BACKOFF; st++)
         ap_buf_printf(out, "apiary_workers{state=\"%s\"} %llu\n", ap_status_state_name(st),
                       (unsigned long long)workers[st]);
 

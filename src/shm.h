@@ -17,6 +17,7 @@ typedef enum {
     AP_WORKER_READY,     /* accepting, and its database pool and schema cache are usable */
     AP_WORKER_DRAINING,  /* finishing what it holds before it exits */
     AP_WORKER_UNHEALTHY, /* was ready; its database pool is not usable now */
+    AP_WORKER_BACKOFF,   /* died young; the master restarts it after a back-off */
 } ap_worker_state_t;
 
 typedef struct ap_shm_slot_s {

@@ -21,6 +21,8 @@ const char *ap_status_state_name(uint32_t state)
         return "draining";
     case AP_WORKER_UNHEALTHY:
         return "unhealthy";
+    case AP_WORKER_BACKOFF:
+        return "backoff";
     default:
         return "free";
     }
@@ -93,7 +95,8 @@ void ap_status_json(ap_buf_t *out, ap_shm_t *shm)
     for (uint32_t i = 0; i < shm->nslots; i++) {
         ap_shm_slot_t *s = &shm->slots[i];
         int32_t pid = ap_shm_load(s->pid);
-        if (pid <= 0)
+        /* A worker waiting out its back-off has no pid but shows. */
+        if (pid <= 0 && ap_shm_load(s->state) != AP_WORKER_BACKOFF)
             continue;
         uint64_t st = ap_shm_load(s->started_ms);
         char reason[sizeof(s->last_reason) + 1];

@@ -224,6 +224,15 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
 
+    /* A test hook: APIARY_TEST_WORKER_EXIT=1 makes every worker exit at
+     * once, as a broken deploy would, so that the tests can watch the
+     * master's back-off. */
+    const char *hook = getenv("APIARY_TEST_WORKER_EXIT");
+    if (hook && strcmp(hook, "1") == 0) {
+        ap_log(AP_LOG_ERR, "APIARY_TEST_WORKER_EXIT: exiting at start on purpose");
+        _exit(3);
+    }
+
     /* libuv: after fork, a child makes a loop of its own. */
     w.loop = &w.loop_storage;
     int rc = uv_loop_init(w.loop);
