@@ -625,3 +625,82 @@ void ap_config_free(ap_config_t *c)
     free(c->path);
     free(c);
 }
+
+/* The first "key = value" of [section] in the text, copied into out. */
+static int peek(const char *text, const char *section, const char *key, char *out, size_t size)
+{
+    char cur[64] = "";
+    const char *p = text;
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        char line[1024];
+        if (len < sizeof(line)) {
+            memcpy(line, p, len);
+            line[len] = '\0';
+            char *l = line;
+            while (*l == ' ' || *l == '\t')
+                l++;
+            char *end;
+            if (*l == '[' && (end = strchr(l, ']')) != NULL) {
+                size_t n = (size_t)(end - l - 1);
+                if (n < sizeof(cur)) {
+                    memcpy(cur, l + 1, n);
+                    cur[n] = '\0';
+                }
+            } else if (strcmp(cur, section) == 0 && strncmp(l, key, strlen(key)) == 0) {
+                char *v = l + strlen(key);
+                while (*v == ' ' || *v == '\t')
+                    v++;
+                if (*v == '=') {
+                    v++;
+                    while (*v == ' ' || *v == '\t')
+                        v++;
+                    size_t vl = strlen(v);
+                    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t' || v[vl - 1] == '\r'))
+                        vl--;
+                    if (vl && vl < size) {
+                        memcpy(out, v, vl);
+                        out[vl] = '\0';
+                        return 0;
+                    }
+                }
+            }
+        }
+        if (!eol)
+            break;
+        p = eol + 1;
+    }
+    return -1;
+}
+
+ap_config_t *ap_config_for_control(const char *path, char *const *envp)
+{
+    ap_buf_t errors, text;
+    ap_buf_init(&errors);
+    ap_buf_init(&text);
+    /* Defaults plus whatever of the environment is valid. */
+    ap_config_t *c = ap_config_parse(path, "", 0, envp, &errors);
+    if (c == NULL)
+        c = ap_config_parse(path, "", 0, NULL, &errors);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && text.len < AP_CONFIG_MAX_BYTES)
+            ap_buf_append(&text, chunk, n);
+        fclose(f);
+    }
+    char v[1024];
+    if (text.len && peek(text.data, "server", "pidfile", v, sizeof(v)) == 0) {
+        free(c->pidfile);
+        c->pidfile = ap_xstrdup(v);
+    }
+    if (text.len && peek(text.data, "server", "control_socket", v, sizeof(v)) == 0) {
+        free(c->control_socket);
+        c->control_socket = ap_xstrdup(v);
+    }
+    ap_buf_cleanup(&errors);
+    ap_buf_cleanup(&text);
+    return c;
+}

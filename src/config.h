@@ -74,6 +74,12 @@ ap_config_t *ap_config_parse(const char *name, const char *text, size_t len, cha
 
 void ap_config_free(ap_config_t *conf);
 
+/* The configuration a command needs to find a running master when the
+ * file is (now) invalid: the built-in defaults and the environment, with
+ * server.pidfile and server.control_socket taken from the file if it
+ * names them. Never NULL. */
+ap_config_t *ap_config_for_control(const char *path, char *const *envp);
+
 /* Parses "10s", "250ms", "2m", "1h" or a bare number of seconds into
  * milliseconds; 0 or -1. */
 int ap_config_parse_duration(const char *s, uint64_t *ms);

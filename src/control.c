@@ -39,6 +39,9 @@ int ap_control_listen(const char *path)
     mode_t old = umask(077);
     rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
     umask(old);
+    /* Read and write for the owner; execute means nothing on a socket. */
+    if (rc == 0 && chmod(path, 0600) < 0)
+        rc = -1;
     if (rc < 0 || listen(fd, 16) < 0) {
         rc = -errno;
         close(fd);

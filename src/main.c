@@ -310,6 +310,15 @@ int main(int argc, char **argv)
     ap_buf_t errors;
     ap_buf_init(&errors);
     ap_config_t *conf = ap_config_load(conf_path, environ, &errors);
+    if (conf == NULL && !test && (signame || command)) {
+        /* The running master may be fine with the file it read: find it
+         * all the same (a reload tells the errors itself). */
+        int quiet = (signame && strcmp(signame, "reload") == 0 && wait) ||
+                    (command && strcmp(command, "check") == 0);
+        if (!quiet)
+            fputs(errors.data ? errors.data : "", stderr);
+        conf = ap_config_for_control(conf_path, environ);
+    }
     if (conf == NULL) {
         fputs(errors.data ? errors.data : "", stderr);
         if (test)

@@ -23,6 +23,7 @@
 
 static void start_accepting(ap_worker_t *w);
 static void stop_accepting(ap_worker_t *w);
+static void update_accepting(ap_worker_t *w, uint32_t state);
 
 static void finish_if_done(ap_worker_t *w)
 {
@@ -57,7 +58,7 @@ void ap_worker_conn_closed(ap_worker_t *w, ap_conn_t *c)
     ap_shm_sub(w->slot->connections, 1);
     if (!w->draining && !w->accepting && w->nconns < w->conf->max_connections &&
         !uv_is_active((uv_handle_t *)&w->accept_retry))
-        start_accepting(w);
+        update_accepting(w, ap_shm_load(w->slot->state));
     finish_if_done(w);
 }
 
@@ -65,7 +66,7 @@ static void on_accept_retry(uv_timer_t *t)
 {
     ap_worker_t *w = t->data;
     if (!w->draining)
-        start_accepting(w);
+        update_accepting(w, ap_shm_load(w->slot->state));
 }
 
 static void on_listener(uv_poll_t *p, int status, int events)
@@ -116,6 +117,30 @@ static void stop_accepting(ap_worker_t *w)
     w->accepting = 0;
 }
 
+/* A worker takes connections once it can serve them, so that during a
+ * rolling restart the old workers keep the traffic until the new one is
+ * ready; but when no other worker is ready either (start-up, database
+ * down) it takes them anyway, to answer /live and say 503 rather than
+ * leave clients in the accept queue. */
+static void update_accepting(ap_worker_t *w, uint32_t state)
+{
+    if (w->draining)
+        return;
+    int others = 0;
+    for (uint32_t i = 0; i < w->shm->nslots; i++) {
+        ap_shm_slot_t *s = &w->shm->slots[i];
+        if (s != w->slot && ap_shm_load(s->pid) > 0 && ap_shm_load(s->state) == AP_WORKER_READY)
+            others++;
+    }
+    if (state == AP_WORKER_READY || others == 0) {
+        if (!w->accepting && !uv_is_active((uv_handle_t *)&w->accept_retry) &&
+            w->nconns < w->conf->max_connections)
+            start_accepting(w);
+    } else if (w->accepting) {
+        stop_accepting(w);
+    }
+}
+
 void ap_worker_update_state(ap_worker_t *w)
 {
     uint32_t now = ap_shm_load(w->slot->state), next;
@@ -130,6 +155,7 @@ void ap_worker_update_state(ap_worker_t *w)
         next = AP_WORKER_STARTING;
     if (next != now)
         ap_shm_store(w->slot->state, next);
+    update_accepting(w, next);
 }
 
 static void on_heartbeat(uv_timer_t *t)
@@ -270,7 +296,6 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
 
     on_heartbeat(&w.heartbeat);
     uv_timer_start(&w.heartbeat, on_heartbeat, AP_HEARTBEAT_MS, AP_HEARTBEAT_MS);
-    start_accepting(&w);
     ap_worker_update_state(&w);
 
     uv_run(w.loop, UV_RUN_DEFAULT);

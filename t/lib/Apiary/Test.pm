@@ -1274,8 +1274,8 @@ sub status_json($self, %o) {
 
 # cli_start(@args): as cli(), in the background. Returns a sub that waits
 # for it (timeout => 30 s, then KILL) and returns (exit code, stdout,
-# stderr); it returns undef while the command runs if called with
-# (poll => 1).
+# stderr); called with (poll => 1), it returns an empty list while the
+# command still runs.
 sub cli_start($self, @args) {
     my $n = ++$self->{ncmd};
     my $out = "$self->{dir}/cmd-$n.stdout.log";
