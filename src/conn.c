@@ -373,7 +373,10 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
     ap_request_t *req = &c->hp.req;
     if (c->state != AP_CONN_HANDLING)
         return;
+    /* While the server drains (apiary -s drain), connections are not kept:
+     * clients reconnect, and a balancer or the VIP sends them elsewhere. */
     int keep = req->keep_alive && !c->eof && !c->worker->draining &&
+               !ap_shm_load(c->worker->shm->draining) &&
                conf->keepalive_timeout_ms > 0 && c->requests + 1 < conf->keepalive_requests;
 
     ap_buf_reset(&c->out);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -249,6 +250,17 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
+
+    /* Orphaned workers would keep the listeners and refuse nobody while
+     * nothing supervises them, and keep a restarted master from binding:
+     * when the master dies, finish what is in progress and exit. */
+    pid_t master = (pid_t)shm->master_pid;
+    if (prctl(PR_SET_PDEATHSIG, SIGQUIT) < 0)
+        ap_log_errno(AP_LOG_WARN, errno, "prctl(PR_SET_PDEATHSIG) failed");
+    if (getppid() != master) {
+        ap_log(AP_LOG_ERR, "the master exited before this worker started");
+        _exit(1);
+    }
 
     /* A test hook: APIARY_TEST_WORKER_EXIT=1 makes every worker exit at
      * once, as a broken deploy would, so that the tests can watch the
