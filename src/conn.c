@@ -255,7 +255,6 @@ static void send_error(ap_conn_t *c, int status, const char *detail)
                       body.data, body.len, 0);
     ap_buf_cleanup(&body);
     ap_shm_add(c->worker->slot->requests, 1);
-    ap_shm_add(c->worker->slot->parse_errors, 1);
     ap_metrics_request(&c->worker->slot->metrics, c->hp.started ? (int)llhttp_get_method(&c->hp.llhttp) : -1,
                        status, AP_ROUTE_BUILTIN,
                        c->hp.req.start_us ? ap_clock_mono_us() - c->hp.req.start_us : 0);

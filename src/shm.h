@@ -28,9 +28,7 @@ typedef struct ap_shm_slot_s {
     uint64_t requests;        /* responses finished */
     uint64_t in_flight;       /* requests being handled */
     uint64_t connections;     /* open client connections */
-    uint64_t accepted;        /* connections accepted */
     uint64_t bytes_out;       /* response bytes handed to the kernel */
-    uint64_t parse_errors;    /* requests answered 4xx/5xx by the HTTP layer */
     uint32_t db_state;        /* ap_db_state_t */
     uint32_t schema_loaded;   /* the schema cache is usable */
     uint64_t db_since_ms;     /* CLOCK_MONOTONIC: when db_state last changed */

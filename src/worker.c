@@ -93,7 +93,6 @@ static void on_listener(uv_poll_t *p, int status, int events)
             }
             return;
         }
-        ap_shm_add(w->slot->accepted, 1);
         int rc = ap_conn_accept(w, fd, l->family, l->admin);
         if (rc < 0)
             ap_log_errno(AP_LOG_ERR, rc, "setting up a connection on %s failed", l->text);
