@@ -403,28 +403,29 @@ sub spawn($self, $args, %o) {
 # Exit code is 128+N when killed by signal N; -1 on timeout (then killed).
 # The outputs are kept in the test directory, so the teardown check sees
 # sanitizer reports from these runs too.
+# Waits for child $pid at most $timeout seconds (then SIGKILLs it); returns
+# its exit code, 128+signal when a signal ended it, or -1 on timeout.
+sub _wait_bounded($pid, $timeout) {
+    my $deadline = time + $timeout;
+    while (1) {
+        my $r = waitpid($pid, WNOHANG);
+        return ($? & 127) ? 128 + ($? & 127) : $? >> 8 if $r == $pid;
+        if (time > $deadline) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+            return -1;
+        }
+        sleep 0.02;
+    }
+}
+
 sub run_cmd($self, @args) {
     my $o = ref $args[-1] eq 'HASH' ? pop @args : {};
     my $n = ++$self->{ncmd};
     my $out = "$self->{dir}/cmd-$n.stdout.log";
     my $err = "$self->{dir}/cmd-$n.stderr.log";
     my $pid = $self->spawn(\@args, stdout => $out, stderr => $err, env => $o->{env});
-    my $deadline = time + ($o->{timeout} // 10);
-    my $code;
-    while (1) {
-        my $r = waitpid($pid, WNOHANG);
-        if ($r == $pid) {
-            $code = ($? & 127) ? 128 + ($? & 127) : $? >> 8;
-            last;
-        }
-        if (time > $deadline) {
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            $code = -1;
-            last;
-        }
-        sleep 0.02;
-    }
+    my $code = _wait_bounded($pid, $o->{timeout} // 10);
     return ($code, $self->read_file($out) // '', $self->read_file($err) // '');
 }
 
@@ -706,22 +707,7 @@ sub _run_prog($argv, %o) {
         print STDERR "exec $argv->[0]: $!\n";
         POSIX::_exit(127);
     }
-    my $deadline = time + ($o{timeout} // 60);
-    my $code;
-    while (1) {
-        my $r = waitpid($pid, WNOHANG);
-        if ($r == $pid) {
-            $code = ($? & 127) ? 128 + ($? & 127) : $? >> 8;
-            last;
-        }
-        if (time > $deadline) {
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            $code = -1;
-            last;
-        }
-        sleep 0.02;
-    }
+    my $code = _wait_bounded($pid, $o{timeout} // 60);
     my $slurp = sub ($f) { open my $fh, '<', $f or return ''; local $/; <$fh> // '' };
     return ($code, $slurp->($out->filename), $slurp->($err->filename));
 }
