@@ -13,7 +13,9 @@
 --     "authenticator" may switch to;
 --   - the schema "api", whose tables, views and functions are the API, with
 --     USAGE for "anon" (grant the objects you expose, one by one);
---   - the schema "apiary", apiary's own, not exposed;
+--   - the schema "apiary", apiary's own, not exposed, with
+--     apiary.planned_count() for Prefer: count=planned (every role may
+--     call it; nothing else in the schema is granted);
 --   - event triggers that send NOTIFY apiary, 'reload schema' after every
 --     DDL command, so a migration reaches apiary's schema cache without a
 --     restart. apiary LISTENs on a direct connection ([database]
@@ -86,6 +88,39 @@ comment on function apiary.notify_schema_reload() is
 drop event trigger if exists apiary_ddl_command_end;
 create event trigger apiary_ddl_command_end on ddl_command_end
     execute function apiary.notify_schema_reload();
+
+-- Prefer: count=planned: the planner's row estimate for a read, taken from
+-- EXPLAIN of the read's count query with its parameters. apiary passes the
+-- query (built from schema-cache names only) and the request's values as a
+-- text array; the values reach EXPLAIN as literals quoted here, by
+-- PostgreSQL. It runs with the caller's rights (SECURITY INVOKER), so
+-- grants and row-level security apply as they do to the read itself.
+create or replace function apiary.planned_count(query text, params text[])
+returns bigint
+language plpgsql
+as $$
+declare
+    args text;
+    plan json;
+begin
+    if exists (select from pg_prepared_statements where name = 'apiary_planned_count') then
+        deallocate apiary_planned_count;
+    end if;
+    execute 'prepare apiary_planned_count as ' || query;
+    select string_agg(quote_nullable(p), ', ' order by i) into args
+    from unnest(params) with ordinality as u(p, i);
+    execute 'explain (format json) execute apiary_planned_count'
+            || coalesce('(' || args || ')', '') into plan;
+    deallocate apiary_planned_count;
+    return (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric::bigint;
+end
+$$;
+
+revoke all on function apiary.planned_count(text, text[]) from public;
+grant usage on schema apiary to public;
+grant execute on function apiary.planned_count(text, text[]) to public;
+comment on function apiary.planned_count(text, text[]) is
+    'Prefer: count=planned: the row estimate of a read''s count query';
 
 drop event trigger if exists apiary_sql_drop;
 create event trigger apiary_sql_drop on sql_drop

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "api_read.h"
 #include "api_rpc.h"
 #include "conn.h"
 #include "json.h"
@@ -137,6 +138,11 @@ void ap_api_dispatch(ap_request_t *req, ap_db_t *db, ap_str_t rest)
         req->route = AP_ROUTE_RPC;
         ap_str_t name = ap_str_make(rest.p + 5, rest.len - 5);
         ap_api_rpc(req, db, name);
+        return;
+    }
+    if (rest.len > 1) {
+        req->route = AP_ROUTE_API;
+        ap_api_read(req, db, ap_str_make(rest.p + 1, rest.len - 1));
         return;
     }
     ap_api_error(req, 404, "PGRST125", "Invalid path specified in request URL", NULL, NULL);

@@ -86,6 +86,7 @@ static const directive_t directives[] = {
     {"api", "schemas", T_STRING, OFF(api_schemas), "api", 0, 0},
     {"api", "anon_role", T_OPTSTR, OFF(api_anon_role), "anon", 0, 0},
     {"api", "prefix", T_PREFIX, OFF(api_prefix), "/", 0, 0},
+    {"api", "max_rows", T_UINT, OFF(api_max_rows), "0", 0, UINT32_MAX},
     {"log", "level", T_LOGLEVEL, OFF(log_level), "info", 0, 0},
     {"log", "error_log", T_STRING, OFF(error_log), "stderr", 0, 0},
 };

@@ -57,6 +57,7 @@ typedef struct ap_config_s {
     char *api_schemas; /* comma-separated; the first is the default */
     char *api_anon_role;
     char *api_prefix;  /* "/" or "/api": no trailing slash but for "/" */
+    uint64_t api_max_rows; /* 0: no limit */
 
     /* [log] */
     int log_level;
