@@ -220,6 +220,10 @@ static int field(parser_t *p, ap_qfield_t *f, const char *stop)
     }
     f->name = buf_take(&b);
     while (looking_at(p, "->")) {
+        if (f->nkeys == AP_QUERY_MAX_DEPTH) {
+            ap_buf_cleanup(&b);
+            return fail(p, "a JSON path may have %d keys at most", AP_QUERY_MAX_DEPTH);
+        }
         int as_text = eat(p, "->>") ? 1 : (p->pos += 2, 0);
         if (peek(p) == '"') {
             if (quoted(p, &b) < 0)

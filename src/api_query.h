@@ -11,8 +11,8 @@
 
 #include "str.h"
 
-/* Deeper and/or nesting is refused (PGRST100), so that hostile input
- * cannot exhaust the stack here or in PostgreSQL. */
+/* Deeper and/or nesting, and longer JSON paths, are refused (PGRST100),
+ * so that hostile input cannot exhaust the stack here or in PostgreSQL. */
 #define AP_QUERY_MAX_DEPTH 64
 
 /* A column, possibly followed by a JSON path: data->a->>b. */

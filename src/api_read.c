@@ -20,6 +20,9 @@
 
 typedef enum { FMT_JSON, FMT_OBJECT, FMT_CSV } format_t;
 
+/* The protocol's limit on a statement's parameters. */
+#define AP_READ_MAX_PARAMS 65535
+
 /* --- Content negotiation ---------------------------------------------- */
 
 typedef struct {
@@ -831,6 +834,20 @@ void ap_api_read(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
         return;
     }
 
+    if (s.nparams > AP_READ_MAX_PARAMS) {
+        /* libpq and the protocol take at most 65535 parameters. */
+        char d[128];
+        snprintf(d, sizeof(d), "the query needs %d values; one statement takes at most %d",
+                 s.nparams, AP_READ_MAX_PARAMS);
+        ap_api_error(req, 400, "PGRST100", "Too many filters, keys or values in the query string",
+                     d, NULL);
+        ap_buf_cleanup(&s.sql);
+        for (int i = 0; i < s.nparams; i++)
+            free(s.params[i]);
+        free(s.params);
+        ap_auth_cleanup(&auth);
+        return;
+    }
     ap_pg_query_t *pq = ap_pg_query_new(s.nparams);
     for (int i = 0; i < s.nparams; i++)
         pq->params[i] = s.params[i];
