@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 # The PostgREST JavaScript client against apiary: t/js/postgrest-js.mjs
-# (@supabase/postgrest-js, the client inside supabase-js) calls RPC
+# (@supabase/postgrest-js, the client inside supabase-js) reads tables (filters,
+# or, order, range, count, single, CSV) and calls RPC
 # functions of the example application through a running apiary; its TAP
 # lines are passed through as tests here.
 #
