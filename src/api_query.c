@@ -258,9 +258,19 @@ static void node_free(ap_qnode_t *n)
     memset(n, 0, sizeof(*n));
 }
 
+/* Room for one more element in an array that grows by doubling (hostile
+ * query strings hold tens of thousands of filters). */
+static void *grow(void *arr, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return arr;
+    *cap = *cap ? *cap * 2 : 4;
+    return ap_xrealloc(arr, *cap * size);
+}
+
 static void add_kid(ap_qnode_t *parent, ap_qnode_t *kid)
 {
-    parent->kids = ap_xrealloc(parent->kids, (parent->nkids + 1) * sizeof(ap_qnode_t));
+    parent->kids = grow(parent->kids, parent->nkids, &parent->kids_cap, sizeof(ap_qnode_t));
     parent->kids[parent->nkids++] = *kid;
     memset(kid, 0, sizeof(*kid));
 }
@@ -558,7 +568,7 @@ static int select_list(parser_t *p)
             select_free(&s);
             return -1;
         }
-        q->select = ap_xrealloc(q->select, (q->nselect + 1) * sizeof(*q->select));
+        q->select = grow(q->select, q->nselect, &q->select_cap, sizeof(*q->select));
         q->select[q->nselect++] = s;
         if (at_end(p))
             return 0;
@@ -593,7 +603,7 @@ static int order_list(parser_t *p)
                 UNEXPECTED(p, "\"asc\", \"desc\", \"nullsfirst\" or \"nullslast\"");
             }
         }
-        q->order = ap_xrealloc(q->order, (q->norder + 1) * sizeof(*q->order));
+        q->order = grow(q->order, q->norder, &q->order_cap, sizeof(*q->order));
         q->order[q->norder++] = o;
         if (at_end(p))
             return 0;

@@ -47,7 +47,7 @@ typedef struct ap_qnode_s {
     char *value; /* the value; for in: a PostgreSQL array literal; like's '*' are '%' */
     /* AP_QNODE_AND, AP_QNODE_OR */
     struct ap_qnode_s *kids;
-    size_t nkids;
+    size_t nkids, kids_cap;
 } ap_qnode_t;
 
 typedef struct ap_qselect_s {
@@ -65,10 +65,10 @@ typedef struct ap_qorder_s {
 
 typedef struct ap_query_s {
     ap_qselect_t *select; /* none: every column */
-    size_t nselect;
+    size_t nselect, select_cap;
     ap_qnode_t where;     /* an AND of every filter */
     ap_qorder_t *order;
-    size_t norder;
+    size_t norder, order_cap;
     int64_t limit;        /* -1: none */
     int64_t offset;
 

@@ -161,14 +161,17 @@ static int prefer(ap_request_t *req, count_t *count)
 typedef struct {
     ap_buf_t sql;
     char **params;
-    int nparams;
+    int nparams, cap;
     const ap_schema_table_t *t;
     char *bad_column; /* set when a name is not in the cache */
 } stmt_t;
 
 static int add_param(stmt_t *s, const char *value)
 {
-    s->params = ap_xrealloc(s->params, (size_t)(s->nparams + 1) * sizeof(char *));
+    if (s->nparams == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->params = ap_xrealloc(s->params, (size_t)s->cap * sizeof(char *));
+    }
     s->params[s->nparams] = value ? ap_xstrdup(value) : NULL;
     return ++s->nparams;
 }
