@@ -592,14 +592,28 @@ static void stmt_error(const mfile_t *f, const ap_sql_stmt_t *st, const PGresult
     }
 }
 
+/* A failed query of apiary's own, with a hint when the role lacks rights. */
+static void db_fail(PGconn *c, const PGresult *r, const char *what)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    fprintf(stderr, "apiary: migrate: %s failed: %s%s", what, msg ? msg : PQerrorMessage(c),
+            msg ? "\n" : "");
+    if (state && strcmp(state, "42501") == 0)
+        fprintf(stderr,
+                "apiary: migrate: the role \"%s\" lacks a privilege that migrations need: "
+                "connect as the owner of the schemas (or a superuser) with [database] "
+                "migrate_uri or --uri\n",
+                PQuser(c));
+}
+
 /* Runs a command of apiary's own; prints the error and returns -1. */
 static int exec_ok(PGconn *c, const char *sql, const char *what)
 {
     PGresult *r = PQexec(c, sql);
     int ok = r && (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
     if (!ok)
-        fprintf(stderr, "apiary: migrate: %s failed: %s", what,
-                r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        db_fail(c, r, what);
     PQclear(r);
     return ok ? 0 : -1;
 }
@@ -615,6 +629,7 @@ static void rollback(PGconn *c)
 {
     PQclear(PQexec(c, "rollback"));
 }
+
 
 static const char table_sql[] =
     "create table apiary.schema_migrations (\n"
@@ -642,7 +657,7 @@ static int ensure_table(PGconn *c)
     PGresult *r = PQexec(c, "select to_regnamespace('apiary') is not null, "
                             "to_regclass('apiary.schema_migrations') is not null");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "apiary: migrate: %s", PQresultErrorMessage(r));
+        db_fail(c, r, "looking for apiary.schema_migrations");
         PQclear(r);
         rollback(c);
         return -1;
@@ -665,7 +680,7 @@ static int load_applied(PGconn *c, applied_t **out, size_t *nout)
     *nout = 0;
     PGresult *r = PQexec(c, "select to_regclass('apiary.schema_migrations') is not null");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "apiary: migrate: %s", PQresultErrorMessage(r));
+        db_fail(c, r, "looking for apiary.schema_migrations");
         PQclear(r);
         return -1;
     }
@@ -677,8 +692,7 @@ static int load_applied(PGconn *c, applied_t **out, size_t *nout)
                   "to_char(applied_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
                   "duration_ms from apiary.schema_migrations order by version");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "apiary: migrate: reading apiary.schema_migrations failed: %s",
-                PQresultErrorMessage(r));
+        db_fail(c, r, "reading apiary.schema_migrations");
         PQclear(r);
         return -1;
     }
@@ -820,8 +834,7 @@ static int apply_one(PGconn *c, const mfile_t *f, int *skipped, uint64_t *ms)
                                "(select max(version) from apiary.schema_migrations)",
                                1, NULL, p1, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "apiary: migrate: reading apiary.schema_migrations failed: %s",
-                PQresultErrorMessage(r));
+        db_fail(c, r, "reading apiary.schema_migrations");
         PQclear(r);
         rollback(c);
         return AP_MIGRATE_FAILED;
@@ -865,8 +878,7 @@ static int apply_one(PGconn *c, const mfile_t *f, int *skipped, uint64_t *ms)
                      "values ($1::bigint, $2, $3, $4::bigint)",
                      4, NULL, p4, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        fprintf(stderr, "apiary: migrate: %s: recording it in apiary.schema_migrations failed: %s",
-                f->path, PQresultErrorMessage(r));
+        db_fail(c, r, "recording it in apiary.schema_migrations");
         PQclear(r);
         rollback(c);
         return AP_MIGRATE_FAILED;
