@@ -870,6 +870,11 @@ static int apply_one(PGconn *c, const mfile_t *f, int *skipped, uint64_t *ms)
         return AP_MIGRATE_FAILED;
     }
     *ms = ap_clock_mono_ms() - t0;
+    /* A SET ROLE in the file must not decide who records it. */
+    if (exec_ok(c, "reset role", "reset role") < 0) {
+        rollback(c);
+        return AP_MIGRATE_FAILED;
+    }
     char msbuf[32];
     snprintf(msbuf, sizeof(msbuf), "%llu", (unsigned long long)*ms);
     const char *p4[] = {vbuf, f->name, f->checksum, msbuf};
