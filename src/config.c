@@ -18,6 +18,9 @@
 #ifndef AP_RUNSTATEDIR
 #define AP_RUNSTATEDIR "/run"
 #endif
+#ifndef AP_PKGDATADIR
+#define AP_PKGDATADIR "/usr/share/apiary"
+#endif
 
 /* A config file larger than this is surely a mistake. */
 #define AP_CONFIG_MAX_BYTES (1024 * 1024)
@@ -76,6 +79,9 @@ static const directive_t directives[] = {
     {"admin", "listen", T_ADMIN, 0, "127.0.0.1:9091", 0, 0},
     {"database", "uri", T_OPTSTR, OFF(db_uri), "", 0, 0},
     {"database", "listen_uri", T_OPTSTR, OFF(db_listen_uri), "", 0, 0},
+    {"database", "migrate_uri", T_OPTSTR, OFF(db_migrate_uri), "", 0, 0},
+    {"database", "migrations_dir", T_STRING, OFF(db_migrations_dir), AP_PKGDATADIR "/sql/migrations",
+     0, 0},
     {"database", "pool_size", T_UINT, OFF(db_pool_size), "4", 1, 256},
     {"database", "queue_size", T_UINT, OFF(db_queue_size), "1024", 0, 1000000},
     {"database", "pool_timeout", T_DURATION, OFF(db_pool_timeout_ms), "5s", 0, DAY_MS},

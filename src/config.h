@@ -45,6 +45,8 @@ typedef struct ap_config_s {
     /* [database]: no uri, no database (the API is off, /ready needs nothing) */
     char *db_uri;
     char *db_listen_uri;
+    char *db_migrate_uri;     /* apiary migrate only */
+    char *db_migrations_dir;  /* apiary migrate only */
     uint64_t db_pool_size;
     uint64_t db_queue_size;
     uint64_t db_pool_timeout_ms;

@@ -19,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "master.h"
+#include "migrate.h"
 #include "status.h"
 #include "version.h"
 
@@ -34,6 +35,8 @@ static void usage(FILE *out)
             "usage: apiary [-c FILE] [-t] [-s SIGNAL [--wait]] [-F] [-v] [-h]\n"
             "       apiary [-c FILE] status [--json]\n"
             "       apiary [-c FILE] check [--ready]\n"
+            "       apiary [-c FILE] migrate [--dir DIR] [--uri URI] [--dry-run] [--to VERSION]\n"
+            "       apiary [-c FILE] migrate status [--dir DIR] [--uri URI]\n"
             "  -c FILE    configuration file (default %s/apiary.conf)\n"
             "  -t         test the configuration and exit\n"
             "  -s SIGNAL  tell the running master: stop, quit, reopen, reload, upgrade, drain\n"
@@ -42,7 +45,11 @@ static void usage(FILE *out)
             "  -v         print the version and exit\n"
             "  -h         print this help and exit\n"
             "  status     one row per worker (--json: the whole document)\n"
-            "  check      exit 0 if the master answers (--ready: and a worker is ready)\n",
+            "  check      exit 0 if the master answers (--ready: and a worker is ready)\n"
+            "  migrate    apply the pending NNNN_name.sql files of DIR ([database]\n"
+            "             migrations_dir), each in a transaction of its own, to URI\n"
+            "             ([database] migrate_uri, else listen_uri, else uri); --dry-run lists\n"
+            "             them, --to stops after VERSION; \"status\" lists applied and pending\n",
             AP_SYSCONFDIR);
 }
 
@@ -156,6 +163,26 @@ static int cmd_status(const ap_config_t *conf, int json)
     return rc;
 }
 
+/* apiary migrate [status]: the connection and the directory come from the
+ * options, else from the configuration. */
+static int cmd_migrate(const ap_config_t *conf, int status, const char *uri, const char *dir,
+                       int dry_run, int64_t to)
+{
+    ap_migrate_opts_t o = {.dry_run = dry_run, .to = to};
+    o.uri = uri                   ? uri
+            : conf->db_migrate_uri ? conf->db_migrate_uri
+            : conf->db_listen_uri  ? conf->db_listen_uri
+                                   : conf->db_uri;
+    o.dir = dir ? dir : conf->db_migrations_dir;
+    o.connect_timeout_ms = conf->db_connect_timeout_ms;
+    if (o.uri == NULL) {
+        fprintf(stderr, "apiary: migrate: no database: set [database] migrate_uri (or uri) in "
+                        "the configuration, or give --uri\n");
+        return AP_MIGRATE_FAILED;
+    }
+    return status ? ap_migrate_status(&o) : ap_migrate_run(&o);
+}
+
 /* For keepalived's vrrp_script: an exit status, no output. */
 static int cmd_check(const ap_config_t *conf, int ready)
 {
@@ -234,10 +261,16 @@ int main(int argc, char **argv)
 {
     const char *conf_path = AP_SYSCONFDIR "/apiary.conf";
     const char *signame = NULL;
-    int test = 0, foreground = 0, wait = 0, json = 0, ready = 0, opt;
+    const char *mig_dir = NULL, *mig_uri = NULL, *mig_to = NULL;
+    int test = 0, foreground = 0, wait = 0, json = 0, ready = 0, dry_run = 0, conf_given = 0;
+    int mig_opts = 0, opt;
     static const struct option longopts[] = {{"wait", no_argument, NULL, 'W'},
                                              {"json", no_argument, NULL, 'J'},
                                              {"ready", no_argument, NULL, 'R'},
+                                             {"dir", required_argument, NULL, 'D'},
+                                             {"uri", required_argument, NULL, 'U'},
+                                             {"to", required_argument, NULL, 'T'},
+                                             {"dry-run", no_argument, NULL, 'N'},
                                              {"help", no_argument, NULL, 'h'},
                                              {"version", no_argument, NULL, 'v'},
                                              {NULL, 0, NULL, 0}};
@@ -260,6 +293,23 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'c':
             conf_path = optarg;
+            conf_given = 1;
+            break;
+        case 'D':
+            mig_dir = optarg;
+            mig_opts = 1;
+            break;
+        case 'U':
+            mig_uri = optarg;
+            mig_opts = 1;
+            break;
+        case 'T':
+            mig_to = optarg;
+            mig_opts = 1;
+            break;
+        case 'N':
+            dry_run = 1;
+            mig_opts = 1;
             break;
         case 't':
             test = 1;
@@ -291,14 +341,66 @@ int main(int argc, char **argv)
         }
     }
     const char *command = NULL;
+    int migrate_status = 0;
     if (optind < argc) {
         command = argv[optind++];
-        if ((strcmp(command, "status") != 0 && strcmp(command, "check") != 0) || optind < argc) {
+        if (strcmp(command, "migrate") == 0 && optind < argc &&
+            strcmp(argv[optind], "status") == 0) {
+            migrate_status = 1;
+            optind++;
+        }
+        if ((strcmp(command, "status") != 0 && strcmp(command, "check") != 0 &&
+             strcmp(command, "migrate") != 0) ||
+            optind < argc) {
             fprintf(stderr, "apiary: unexpected argument \"%s\"\n",
                     optind < argc ? argv[optind] : command);
             usage(stderr);
             return 2;
         }
+    }
+    int migrate = command && strcmp(command, "migrate") == 0;
+    if (mig_opts && !migrate) {
+        fprintf(stderr, "apiary: --dir, --uri, --to and --dry-run go with \"migrate\"\n");
+        usage(stderr);
+        return 2;
+    }
+    if (migrate_status && (dry_run || mig_to)) {
+        fprintf(stderr, "apiary: migrate status takes --dir and --uri, not --dry-run or --to\n");
+        return 2;
+    }
+    int64_t to = -1;
+    if (mig_to) {
+        size_t n = strspn(mig_to, "0123456789");
+        if (n == 0 || n > 18 || mig_to[n] != '\0') {
+            fprintf(stderr, "apiary: --to \"%s\": expected a version number such as 0002\n",
+                    mig_to);
+            return 2;
+        }
+        to = strtoll(mig_to, NULL, 10);
+    }
+    if (migrate && (test || signame)) {
+        fprintf(stderr, "apiary: migrate goes without -t and -s\n");
+        return 2;
+    }
+    if (migrate) {
+        /* With --uri and no -c, the configuration file is not needed: the
+         * defaults and the environment fill in the rest. */
+        ap_buf_t errors;
+        ap_buf_init(&errors);
+        ap_config_t *conf = mig_uri && !conf_given
+                                ? ap_config_parse("(environment)", "", 0, environ, &errors)
+                                : ap_config_load(conf_path, environ, &errors);
+        if (conf == NULL) {
+            fputs(errors.data ? errors.data : "", stderr);
+            ap_buf_cleanup(&errors);
+            ap_listeners_close(inherited, ninherited, 0);
+            return 1;
+        }
+        ap_buf_cleanup(&errors);
+        int rc = cmd_migrate(conf, migrate_status, mig_uri, mig_dir, dry_run, to);
+        ap_config_free(conf);
+        ap_listeners_close(inherited, ninherited, 0);
+        return rc;
     }
 
     /* The master re-reads the file on HUP: hold on to where it is even if

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# RPC over HTTP against the example application (sql/examples/tasks.sql):
+# RPC over HTTP against the example application (sql/migrations/0001_example_tasks.sql):
 # every result shape PostgREST knows (scalar, composite, set of rows,
 # TABLE, set of scalars, void, one unnamed jsonb parameter, defaults), GET
 # on STABLE/IMMUTABLE and VOLATILE functions, and the errors: PostgREST's

@@ -523,7 +523,9 @@ subtest 'Debian package: build, lintian, install, purge' => sub {
     my ($tcode, $tout) = run({ timeout => 10 }, '/usr/sbin/apiary', '-t');
     is($tcode, 0, 'apiary -t accepts it, found without -c') or diag($tout);
     like($tout, qr{/etc/apiary/apiary\.conf}, 'apiary -t names /etc/apiary/apiary.conf') or diag($tout);
-    ok(-f $_, $_) for '/usr/share/apiary/sql/apiary.sql', '/usr/share/apiary/sql/examples/tasks.sql',
+    ok(-x $_, $_) for '/usr/sbin/apiary-backup', '/usr/sbin/apiary-restore', '/usr/sbin/apiary-sqlite2pg';
+    ok(-f $_, $_) for '/usr/share/apiary/sql/apiary.sql', '/usr/share/apiary/sql/migrations/0001_example_tasks.sql',
+        '/usr/share/doc/apiary/examples/apiary-backup.timer',
         '/usr/share/man/man8/apiary.8.gz', '/usr/share/man/man5/apiary.conf.5.gz',
         '/etc/logrotate.d/apiary', '/usr/share/doc/apiary/copyright';
     my ($unit) = grep { m{/systemd/system/apiary\.service$} } @pkg_files;

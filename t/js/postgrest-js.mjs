@@ -7,7 +7,7 @@
 //
 // Usage: APIARY_URL=http://127.0.0.1:PORT node t/js/postgrest-js.mjs
 // (APIARY_URL is where the API is mounted: RPC is at APIARY_URL/rpc/fn.)
-// The database must hold sql/apiary.sql and sql/examples/tasks.sql.
+// The database must hold sql/apiary.sql and sql/migrations (the example application).
 // Prints TAP; exits 0 if every test passed, 1 if one failed, 2 if it could
 // not run. Run by t/50-postgrest-js.t.
 

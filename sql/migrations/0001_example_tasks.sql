@@ -1,14 +1,15 @@
 -- apiary example application: users and their tasks, the kind of schema a
 -- small web application brings along when it moves from SQLite.
 --
---   psql -v ON_ERROR_STOP=1 -d DBNAME -f sql/apiary.sql -f sql/examples/tasks.sql
---
--- Load it after sql/apiary.sql (which creates the schema "api" and the role
--- "anon"), as a superuser or the owner of the schema "api". Loading it again
--- recreates the example from scratch: its tables, functions and data are
--- dropped and rebuilt, nothing else is touched. The data is generated, and
--- the same at every load: 100 users (ids 1-100, user1@example.com ...) and
--- 10,000 tasks (ids 1-10000; task N belongs to user (N - 1) % 100 + 1).
+-- A migration: "apiary migrate" applies it, once, in a transaction of its
+-- own, and records it in apiary.schema_migrations (see apiary(8)). It
+-- expects sql/apiary.sql to be loaded first (the schema "api", the roles
+-- "authenticator" and "anon") and runs as a superuser, or as a role that
+-- may create roles and the extension citext and owns the schema "api". Like
+-- every migration, it holds no BEGIN or COMMIT: apiary supplies the
+-- transaction. The data is generated, and the same every time: 100 users
+-- (ids 1-100, user1@example.com ...) and 10,000 tasks (ids 1-10000; task N
+-- belongs to user (N - 1) % 100 + 1).
 --
 -- What it exposes (schema "api"):
 --   tables  users, tasks (tasks.user_id references users)
@@ -32,8 +33,6 @@
 -- Roles: anon may read both tables, insert and update tasks, and call every
 -- function but purge_done(). webuser (NOLOGIN, granted to authenticator,
 -- for requests whose JWT names it) may do everything here.
-
-begin;
 
 set local client_min_messages = warning;
 
@@ -59,25 +58,6 @@ grant usage on schema api to webuser;
 -- Helpers that are not part of the API.
 create schema if not exists app_private;
 revoke all on schema app_private from public;
-
--- Start again from nothing (functions first: some return the tables' row
--- types).
-drop function if exists
-    api.task(bigint),
-    api.add_them(int, int),
-    api.tasks_by_status(text),
-    api.task_counts(),
-    api.tag_list(),
-    api.create_task(bigint, text, int),
-    api.mark_done(bigint),
-    api.echo_json(jsonb),
-    api.fail_raise(text),
-    api.dup_email(text),
-    api.slow(float8),
-    api.whoami(),
-    api.purge_done();
-drop table if exists api.tasks, api.users;
-drop function if exists app_private.touch_updated_at();
 
 -- ---------------------------------------------------------------------------
 -- Tables
@@ -306,7 +286,5 @@ grant execute on function
     api.whoami()
 to anon, webuser;
 grant execute on function api.purge_done() to webuser;
-
-commit;
 
 analyze api.users, api.tasks;

@@ -1,0 +1,399 @@
+#!/usr/bin/perl
+# apiary migrate: versioned files applied in order, each in its own
+# transaction, recorded in apiary.schema_migrations; status, --dry-run,
+# --to; an applied file that changed (or vanished, or a pending one older
+# than an applied one) stops the run; two runs at once apply each file
+# once; a failing file is rolled back and its file:line named; running
+# workers see the new table and function without a restart, through the
+# NOTIFY that migrate sends (the event triggers are switched off to prove
+# it is that one).
+
+use v5.36;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Digest::SHA ();
+use File::Copy qw(copy);
+use JSON::PP ();
+use Time::HiRes qw(time sleep);
+use Apiary::Test qw(:all);
+
+my $src = $ENV{APIARY_SRCDIR} // "$FindBin::Bin/..";
+my $t = Apiary::Test->new(db => 1, config => { server => { workers => 2 } });
+my $db = $t->dbname;
+my $dir = $t->testdir . '/migrations';
+mkdir $dir or die "mkdir $dir: $!";
+my $su_uri = sprintf('postgresql://postgres@127.0.0.1:%d/%s', $t->pg_port, $db);
+$t->write_config(config => {
+    server => { workers => 2 },
+    database => { migrate_uri => $su_uri, migrations_dir => $dir },
+});
+
+# The shipped migrations (the example application, and whatever else
+# sql/migrations holds): the test database has them applied already
+# (contrib/dev/pg createdb runs apiary migrate).
+my @shipped = sort grep { /^\d+_.*\.sql$/ } map { s{.*/}{}r } glob("$src/sql/migrations/*.sql");
+ok(scalar @shipped >= 1, "sql/migrations has files: @shipped");
+copy("$src/sql/migrations/$_", "$dir/$_") or die "copy $_: $!" for @shipped;
+
+sub file($name, $text) { $t->write_file("$dir/$name", $text) }
+sub sha($name) { Digest::SHA->new(256)->addfile("$dir/$name")->hexdigest }
+sub migrate(@args) { $t->cli('migrate', @args, { timeout => 60 }) }
+sub applied() { [$t->psql('select version from apiary.schema_migrations order by version')] }
+sub exists_rel($name) { $t->psql("select to_regclass('$name') is not null") eq 't' }
+my @base = map { /^(\d+)_/ ? $1 + 0 : () } @shipped;
+
+# ---------------------------------------------------------------------------
+# Status of a database built by the harness
+# ---------------------------------------------------------------------------
+
+{
+    my ($code, $out, $err) = $t->cli('migrate', 'status');
+    is($code, 0, 'migrate status: exit 0') or diag($err);
+    like($out, qr/^0001\s+example_tasks\s+applied\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+\d+ ms$/m,
+        'status: 0001 example_tasks applied, with its time and duration');
+    like($out, qr/^${\ scalar @shipped} applied, 0 pending$/m, 'status: every shipped file applied, none pending');
+    like($out, qr/^apiary migrate: database "\Q$db\E" on 127\.0\.0\.1 port \d+ as postgres; directory \Q$dir\E$/m,
+        'status names the database, the role and the directory (not the URI)');
+    is_deeply(applied(), \@base, 'apiary.schema_migrations: the shipped versions');
+    is($t->psql("select checksum from apiary.schema_migrations where version = 1"), sha('0001_example_tasks.sql'),
+        'the recorded checksum is the SHA-256 of the file');
+}
+
+# The daemon runs throughout; the schema-reload event triggers are off, so
+# that only the NOTIFY of apiary migrate can make the workers reload.
+my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+{
+    my $ok = eval { $t->run(timeout => 10); 1 };
+    ok($ok, 'apiary starts') or diag($@);
+    ok($t->wait_ready(timeout => 15), '/ready 200') or BAIL_OUT('apiary is not ready');
+}
+$t->psql('alter event trigger apiary_ddl_command_end disable; alter event trigger apiary_sql_drop disable');
+
+sub rpc($path) {
+    my ($r) = parse_responses($t->http("GET $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        timeout => 5));
+    return $r;
+}
+
+# Polls (bounded) until $n requests in a row, each on a fresh connection
+# (so that both workers answer), satisfy $cond.
+sub settles($path, $cond, %o) {
+    my $deadline = time + ($o{timeout} // 5);
+    my ($streak, $last) = (0);
+    while (time < $deadline) {
+        $last = rpc($path);
+        $streak = ($last && $cond->($last)) ? $streak + 1 : 0;
+        return 1 if $streak >= 10;
+        sleep($streak ? 0.01 : 0.05);
+    }
+    diag('last response: ' . ($last ? $last->{raw} : 'none'));
+    return 0;
+}
+
+# A negative control: DDL without the event triggers reaches no worker.
+{
+    $t->psql(q{create function api.unseen() returns int language sql as $$ select 1 $$;
+               grant execute on function api.unseen() to anon});
+    sleep 1;
+    my $r = rpc('/rpc/unseen');
+    is($r && $r->{status}, 404, 'with the event triggers off, a function made by psql stays unknown (404)');
+}
+
+# ---------------------------------------------------------------------------
+# New files: dry run, --to, the rest
+# ---------------------------------------------------------------------------
+
+file('1001_notes.sql', <<'SQL');
+-- A table and a function that reads it.
+create table api.notes (
+    id   bigint generated by default as identity primary key,
+    body text not null
+);
+insert into api.notes (body) values ('first'), ('second'), ('third');
+grant select on api.notes to anon;
+
+create function api.note_count() returns bigint
+language sql stable
+as $$ select count(*) from api.notes $$;
+grant execute on function api.note_count() to anon;
+SQL
+file('1002_more.sql', <<'SQL');
+alter table api.notes add column pinned boolean not null default false;
+do $$ begin raise notice 'hello from 1002'; end $$;
+-- A session setting: it must not leak into the next file.
+set search_path = api, public;
+create table counter_1002 (n int);
+SQL
+file('1003_third.sql', <<'SQL');
+create table api.third (a int);
+insert into api.third
+select (current_setting('search_path') = '"$user", public'
+        and to_regclass('api.counter_1002') is not null)::int;
+-- A role with no rights: apiary records the file as itself all the same.
+set role anon;
+SQL
+
+{
+    my ($code, $out, $err) = migrate('--dry-run');
+    is($code, 0, '--dry-run: exit 0') or diag($err);
+    like($out, qr/^would apply 1001_notes\.sql \(5 statements\)\nwould apply 1002_more\.sql \(4 statements\)\nwould apply 1003_third\.sql \(3 statements\)$/m,
+        '--dry-run lists the pending files in order, with their statements');
+    like($out, qr/^3 files would be applied \(dry run: nothing changed\)$/m, '--dry-run: the count');
+    ok(!exists_rel('api.notes'), '--dry-run changed nothing: no api.notes');
+    is_deeply(applied(), \@base, '--dry-run recorded nothing');
+    ($code, $out, $err) = migrate('--dry-run', '--to', '1002');
+    unlike($out, qr/1003/, '--dry-run --to 1002 leaves 1003 out') or diag($out);
+}
+
+{
+    my ($code, $out, $err) = $t->cli('migrate', 'status');
+    is($code, 0, 'status with pending files: exit 0');
+    like($out, qr/^1001\s+notes\s+pending$/m, 'status: 1001 pending');
+    like($out, qr/^1003\s+third\s+pending$/m, 'status: 1003 pending');
+    like($out, qr/^${\ scalar @shipped} applied, 3 pending$/m, 'status: the counts');
+}
+
+{
+    my $t0 = time;
+    my ($code, $out, $err) = migrate('--to', '1001');
+    is($code, 0, '--to 1001: exit 0') or diag($err);
+    like($out, qr/^1001_notes\.sql: applied \(5 statements, \d+ ms\)$/m, '--to 1001 applies 1001');
+    unlike($out, qr/^100[23]/m, 'and nothing after it');
+    like($out, qr/^NOTIFY apiary, 'reload schema' sent/m, 'it sends the NOTIFY');
+    like($out, qr/^1 file applied; schema version 1001; 2 files after version 1001 left pending \(--to\)$/m,
+        'the summary') or diag($out);
+    is_deeply(applied(), [@base, 1001], 'recorded: 1001');
+    is($t->psql("select name, checksum, duration_ms >= 0, applied_at > now() - interval '1 minute' "
+            . 'from apiary.schema_migrations where version = 1001'),
+        'notes|' . sha('1001_notes.sql') . '|t|t', 'its row: name, checksum, duration_ms, applied_at');
+    my @pids = $t->worker_pids;
+    ok(settles('/rpc/note_count', sub ($r) { $r->{status} == 200 && $r->{body} eq '3' }),
+        'every worker calls the new function over the new table (3 notes), without a restart');
+    is_deeply([$t->worker_pids], \@pids, 'the same workers');
+    my @recs = grep { ($_->{msg} // '') =~ /^NOTIFY apiary: reloading the schema cache/ } $t->log_records;
+    my %w = map { ($_->{worker} // '?') => 1 } @recs;
+    is(join(',', sort keys %w), '0,1', 'both workers logged the NOTIFY');
+    my $r = rpc('/rpc/unseen');
+    is($r && $r->{status}, 200, 'the reload brought the earlier function along too');
+}
+
+{
+    my ($code, $out, $err) = migrate();
+    is($code, 0, 'migrate: exit 0') or diag($err);
+    like($out, qr/^1002_more\.sql: applied \(4 statements, \d+ ms\)\n1003_third\.sql: applied \(3 statements, \d+ ms\)$/m,
+        'the rest, in order');
+    like($err, qr{^\Q$dir\E/1002_more\.sql:2: NOTICE: hello from 1002$}m, 'a notice names its file and line');
+    is_deeply(applied(), [@base, 1001, 1002, 1003], 'recorded: 1002, 1003');
+    is($t->psql('select a from api.third'), 1,
+        'each file starts with a fresh session: a SET of 1002 did not reach 1003');
+    ($code, $out, $err) = migrate();
+    is($code, 0, 'again: exit 0');
+    like($out, qr/^nothing to apply; schema version 1003$/m, 'again: nothing to apply');
+    unlike($out, qr/NOTIFY/, 'and no NOTIFY');
+}
+
+# ---------------------------------------------------------------------------
+# The directory disagrees with the record: exit 3, nothing applied
+# ---------------------------------------------------------------------------
+
+file('1004_pending.sql', "create table api.t1004 (a int);\n");
+{
+    my $orig = $t->read_file("$dir/1002_more.sql");
+    file('1002_more.sql', $orig . "-- an edit after the fact\n");
+    my ($code, $out, $err) = migrate();
+    is($code, 3, 'a changed applied file: exit 3');
+    like($err, qr{^apiary: migrate: \Q$dir\E/1002_more\.sql has changed since it was applied on \S+ \(SHA-256 [0-9a-f]{12}\.\.\., recorded [0-9a-f]{12}\.\.\.\): an applied migration must not change}m,
+        'the message names the file and says why') or diag($err);
+    ok(!exists_rel('api.t1004'), 'the pending file was not applied');
+    ($code, $out, $err) = migrate('--dry-run');
+    is($code, 3, '--dry-run too: exit 3');
+    ($code, $out, $err) = $t->cli('migrate', 'status');
+    is($code, 3, 'status: exit 3');
+    like($out, qr/^1002\s+more\s+changed\s/m, 'status: 1002 changed');
+    like($out, qr/, 1 conflict$/m, 'status: 1 conflict');
+    file('1002_more.sql', $orig);
+}
+{
+    rename "$dir/1003_third.sql", "$dir/1003_third.sql.off" or die;
+    my ($code, $out, $err) = migrate();
+    is($code, 3, 'an applied file missing: exit 3');
+    like($err, qr/version 1003 \(third\) was applied on \S+, but \Q$dir\E has no file for it/, 'the message') or diag($err);
+    ($code, $out) = $t->cli('migrate', 'status');
+    like($out, qr/^1003\s+third\s+missing\s/m, 'status: 1003 missing');
+    rename "$dir/1003_third.sql.off", "$dir/1003_third.sql" or die;
+}
+{
+    file('0999_late.sql', "create table api.late (a int);\n");
+    my ($code, $out, $err) = migrate();
+    is($code, 3, 'a pending file older than an applied one: exit 3');
+    like($err, qr{\Q$dir\E/0999_late\.sql is pending, but version 1003 is applied already}, 'the message') or diag($err);
+    ($code, $out) = $t->cli('migrate', 'status');
+    like($out, qr/^0999\s+late\s+out of order$/m, 'status: out of order');
+    unlink "$dir/0999_late.sql";
+    ok(!exists_rel('api.late') && !exists_rel('api.t1004'), 'nothing applied');
+}
+
+# ---------------------------------------------------------------------------
+# A failing file: rolled back, its file:line named
+# ---------------------------------------------------------------------------
+
+{
+    file('1005_fails.sql', <<'SQL');
+create table api.half (id int primary key);
+insert into api.half values (1);
+
+-- the error is on line 6, column 8
+select id,
+       nosuch
+  from api.half;
+create table api.never (a int);
+SQL
+    my ($code, $out, $err) = migrate();
+    is($code, 1, 'a failing file: exit 1');
+    like($out, qr/^1004_pending\.sql: applied/m, 'the file before it applied');
+    like($err, qr{^\Q$dir\E/1005_fails\.sql:6: ERROR: column "nosuch" does not exist \(SQLSTATE 42703\)$}m,
+        'file:line of the failing statement, from the server\'s position') or diag($err);
+    like($err, qr/^ {9}nosuch\n {9}\^$/m, 'the line, with a caret under the position') or diag($err);
+    like($err, qr/1005_fails\.sql failed and was rolled back: none of it is applied; the files before it stay applied/,
+        'rolled back, says so');
+    ok(!exists_rel('api.half'), 'nothing of it is there: api.half rolled back');
+    is_deeply(applied(), [@base, 1001 .. 1004], 'not recorded');
+
+    # An error without a position: the line of the statement.
+    file('1005_fails.sql', <<'SQL');
+create table api.half (id int primary key);
+
+insert into api.half
+values (1), (1);
+SQL
+    ($code, $out, $err) = migrate();
+    is($code, 1, 'a unique violation: exit 1');
+    like($err, qr{^\Q$dir\E/1005_fails\.sql:3: ERROR: duplicate key value violates unique constraint "half_pkey" \(SQLSTATE 23505\)\n  DETAIL: Key \(id\)=\(1\) already exists\.$}m,
+        'file:line of the statement, and the detail') or diag($err);
+
+    # Inside a PL/pgSQL body: the line within the file.
+    file('1005_fails.sql', <<'SQL');
+create function api.broken() returns int
+language plpgsql
+as $$
+begin
+    retrun 1;
+end
+$$;
+SQL
+    ($code, $out, $err) = migrate();
+    is($code, 1, 'a syntax error in a function body: exit 1');
+    like($err, qr{^\Q$dir\E/1005_fails\.sql:5: ERROR: syntax error at or near "retrun"}m,
+        'file:line inside the body') or diag($err);
+
+    file('1005_fails.sql', "create table api.half (a int);\ncommit;\n");
+    ($code, $out, $err) = migrate();
+    is($code, 1, 'COMMIT in a file: exit 1');
+    like($err, qr{^\Q$dir\E/1005_fails\.sql:2: COMMIT is not allowed in a migration}m, 'refused, with file:line');
+    ok(!exists_rel('api.half'), 'before anything ran');
+
+    file('1005_fails.sql', "create index concurrently half_idx on api.notes (body);\n");
+    ($code, $out, $err) = migrate();
+    is($code, 1, 'CREATE INDEX CONCURRENTLY: exit 1');
+    like($err, qr{1005_fails\.sql:1: ERROR: CREATE INDEX CONCURRENTLY cannot run inside a transaction block}, 'the server says why');
+    unlink "$dir/1005_fails.sql";
+}
+
+# ---------------------------------------------------------------------------
+# Two runs at once: each file applied once
+# ---------------------------------------------------------------------------
+
+{
+    file('1006_slow.sql', <<'SQL');
+create table api.migrate_log (version int primary key, at timestamptz default clock_timestamp());
+insert into api.migrate_log (version) values (1006);
+select pg_sleep(1);
+SQL
+    file('1007_slow.sql', <<'SQL');
+insert into api.migrate_log (version) values (1007);
+select pg_sleep(1);
+SQL
+    my $a = $t->cli_start('migrate');
+    my $b = $t->cli_start('migrate');
+    my @ra = $a->(timeout => 60);
+    my @rb = $b->(timeout => 60);
+    is($ra[0], 0, 'run A: exit 0') or diag($ra[2]);
+    is($rb[0], 0, 'run B: exit 0') or diag($rb[2]);
+    my $both = $ra[1] . $rb[1];
+    my @applied = $both =~ /^(100[67])_slow\.sql: applied \(/mg;
+    is(join(',', sort @applied), '1006,1007', 'between them, each file applied once') or diag($both);
+    like($both, qr/^100[67]_slow\.sql: applied by another run meanwhile$/m,
+        'one run found a file applied by the other after taking the lock') or diag($both);
+    is($t->psql('select string_agg(version::text, \',\' order by version) from api.migrate_log'), '1006,1007',
+        'the statements of each ran once');
+    is_deeply(applied(), [@base, 1001 .. 1004, 1006, 1007], 'recorded once each');
+}
+
+# ---------------------------------------------------------------------------
+# Which connection, and bad input
+# ---------------------------------------------------------------------------
+
+{
+    # Without migrate_uri, listen_uri: authenticator, which has no rights.
+    my ($code, $out, $err) = $t->cli('migrate', { env => { APIARY_DATABASE_MIGRATE_URI => '' }, timeout => 30 });
+    is($code, 1, 'without migrate_uri, listen_uri (authenticator): exit 1');
+    like($out, qr/as authenticator;/, 'connected as authenticator');
+    like($err, qr/permission denied for schema apiary\n.*the role "authenticator" lacks a privilege that migrations need: .*migrate_uri/,
+        'permission denied, and what to do') or diag($err);
+    # A role that may use apiary.schema_migrations but not create in api:
+    # the failing statement is named.
+    $t->psql('grant usage on schema apiary to authenticator; grant select, insert on apiary.schema_migrations to authenticator');
+    file('1008_auth.sql', "\n\ncreate table api.by_authenticator (a int);\n");
+    ($code, $out, $err) = $t->cli('migrate', { env => { APIARY_DATABASE_MIGRATE_URI => '' }, timeout => 30 });
+    is($code, 1, 'a migration the role may not run: exit 1');
+    like($err, qr{\Q$dir\E/1008_auth\.sql:3: ERROR: permission denied for schema api \(SQLSTATE 42501\)}, 'file:line')
+        or diag($err);
+    unlink "$dir/1008_auth.sql";
+    $t->psql('revoke all on apiary.schema_migrations from authenticator; revoke usage on schema apiary from authenticator');
+
+    ($code, $out, $err) = $t->run_cmd('migrate', 'status', '--uri', $su_uri, '--dir', $dir);
+    is($code, 0, '--uri and --dir without -c: no configuration file needed') or diag($err);
+    like($out, qr/^1007\s+slow\s+applied\s/m, 'and it reads the same database');
+}
+
+{
+    my @cases = (
+        [['migrate', '--to', 'abc'], 2, qr/--to "abc": expected a version number/, '--to abc'],
+        [['migrate', 'status', '--dry-run'], 2, qr/migrate status takes --dir and --uri/, 'status --dry-run'],
+        [['--dry-run'], 2, qr/go with "migrate"/, '--dry-run without migrate'],
+        [['migrate', 'sideways'], 2, qr/unexpected argument "sideways"/, 'migrate sideways'],
+        [['migrate', '--dir', "$dir/none"], 1, qr/cannot open the directory \Q$dir\E\/none: No such file/, 'no such directory'],
+        [['migrate', '--uri', 'postgresql://postgres@127.0.0.1:1/x', '--dir', $dir], 1,
+            qr/cannot connect to the database/, 'a database that is not there'],
+    );
+    for my $c (@cases) {
+        my ($args, $want, $re, $name) = @$c;
+        my ($code, $out, $err) = $t->cli(@$args, { timeout => 30 });
+        is($code, $want, "$name: exit $want");
+        like($err, $re, "$name: the message") or diag($err);
+    }
+
+    file('1010_x.sql', "select 1;\n");
+    file('1010_y.sql', "select 1;\n");
+    my ($code, $out, $err) = migrate();
+    is($code, 1, 'two files with one version: exit 1');
+    like($err, qr{1010_x\.sql and \Q$dir\E/1010_y\.sql have the same version 1010}, 'named');
+    unlink "$dir/1010_y.sql", "$dir/1010_x.sql";
+    file('10x_bad.sql', "select 1;\n");
+    ($code, $out, $err) = migrate();
+    is($code, 1, 'a .sql file whose name is not NNNN_name.sql: exit 1');
+    like($err, qr{10x_bad\.sql: not a migration file name: expected NNNN_name\.sql}, 'named');
+    unlink "$dir/10x_bad.sql";
+    file('README', "not SQL\n");
+    ($code, $out, $err) = migrate();
+    is($code, 0, 'other files are ignored') or diag($err);
+
+    $t->write_file('nodb.conf', "[server]\nlisten = 127.0.0.1:1\n");
+    ($code, $out, $err) = $t->run_cmd('migrate', '-c', $t->testdir . '/nodb.conf');
+    is($code, 1, 'no database configured: exit 1');
+    like($err, qr/no database: set \[database\] migrate_uri \(or uri\)/, 'the message');
+}
+
+is($t->get('/ready')->{status}, 200, 'apiary still ready');
+done_testing;
