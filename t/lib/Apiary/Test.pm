@@ -112,7 +112,7 @@ END {
 #   name    => label used in test names (default: the script name)
 #   allow_log => qr// of crit/alert lines that this test provokes on purpose
 #   db      => 1: a database test. A fresh database, loaded with
-#              sql/apiary.sql and the example sql/examples/tasks.sql, is
+#              sql/apiary.sql and the example (sql/examples/tasks.sql and auth.sql), is
 #              created for this object in the cluster of APIARY_TEST_PG_DIR
 #              and dropped on teardown; the configuration gets
 #              [database] uri (through pgBouncer), listen_uri (straight to
