@@ -67,6 +67,9 @@ typedef struct {
     char *kid;    /* NULL when it has none */
     unsigned char *secret;
     size_t secret_len;
+    /* HMAC contexts keyed with the secret, one per digest: a request
+     * copies one, so the key's padding is hashed once, not per token. */
+    EVP_MAC_CTX *mac[3];
     EVP_PKEY *pkey;
 } jwt_key_t;
 
@@ -320,6 +323,8 @@ static void key_cleanup(jwt_key_t *k)
         free(k->secret);
     }
     free(k->kid);
+    for (int i = 0; i < 3; i++)
+        EVP_MAC_CTX_free(k->mac[i]);
     EVP_PKEY_free(k->pkey);
 }
 
@@ -369,6 +374,18 @@ static jwt_key_t *keyset_add(ap_jwt_keyset_t *ks)
     return k;
 }
 
+/* The last OpenSSL error as text, for key-loading messages. */
+static void ssl_reason(ap_buf_t *err)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (e) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        ap_buf_printf(err, " (%s)", buf);
+    }
+    ERR_clear_error();
+}
+
 /* A secret nobody should run with: the placeholders of sample files and
  * the example of PostgREST's documentation. */
 static const char *weak_secret(const unsigned char *s, size_t n)
@@ -409,6 +426,17 @@ static int add_secret(ap_jwt_keyset_t *ks, const unsigned char *s, size_t n, alg
     k->secret = ap_xmalloc(n);
     memcpy(k->secret, s, n);
     k->secret_len = n;
+    for (int i = 0; i < 3; i++) {
+        OSSL_PARAM params[2];
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[i], 0);
+        params[1] = OSSL_PARAM_construct_end();
+        k->mac[i] = EVP_MAC_CTX_new(ks->hmac);
+        if (k->mac[i] == NULL || EVP_MAC_init(k->mac[i], s, n, params) != 1) {
+            ap_buf_append_str(err, "OpenSSL cannot make an HMAC context");
+            ssl_reason(err);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -462,18 +490,6 @@ static int add_pkey(ap_jwt_keyset_t *ks, EVP_PKEY *pkey, alg_t alg, const char *
     k->kid = kid ? ap_xstrdup(kid) : NULL;
     k->pkey = pkey;
     return 0;
-}
-
-/* The last OpenSSL error as text, for key-loading messages. */
-static void ssl_reason(ap_buf_t *err)
-{
-    unsigned long e = ERR_peek_last_error();
-    if (e) {
-        char buf[256];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        ap_buf_printf(err, " (%s)", buf);
-    }
-    ERR_clear_error();
 }
 
 static int parse_pem(ap_jwt_keyset_t *ks, const char *data, size_t len, ap_buf_t *err)
@@ -898,15 +914,11 @@ static int verify_hmac(const ap_jwt_keyset_t *ks, const jwt_key_t *k, alg_t alg,
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     size_t mlen = 0;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(ks->hmac);
+    (void)ks;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(k->mac[algs[alg].md]);
     if (ctx == NULL)
         return 0;
-    OSSL_PARAM params[2];
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 (char *)md_names[algs[alg].md], 0);
-    params[1] = OSSL_PARAM_construct_end();
-    int ok = EVP_MAC_init(ctx, k->secret, k->secret_len, params) == 1 &&
-             EVP_MAC_update(ctx, (const unsigned char *)input, ilen) == 1 &&
+    int ok = EVP_MAC_update(ctx, (const unsigned char *)input, ilen) == 1 &&
              EVP_MAC_final(ctx, mac, &mlen, sizeof(mac)) == 1;
     EVP_MAC_CTX_free(ctx);
     /* Constant time: how much of a guess matched must not show. */
