@@ -244,7 +244,8 @@ static char *cookies_json(const ap_request_t *req)
     for (size_t i = 0; i < n; i++) {
         int later = 0;
         for (size_t j = i + 1; j < n && !later; j++)
-            later = names[i].len == names[j].len && memcmp(names[i].p, names[j].p, names[i].len) == 0;
+            later =
+                names[i].len == names[j].len && memcmp(names[i].p, names[j].p, names[i].len) == 0;
         if (later)
             continue;
         if (!first)
@@ -299,8 +300,8 @@ static int header_ok(const char *name, const char *value)
 
 static int framing_header(const char *name)
 {
-    static const char *const names[] = {"content-length", "transfer-encoding", "connection",
-                                        "keep-alive",     "date",              "server"};
+    static const char *const names[] = {
+        "content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcasecmp(name, names[i]) == 0)
             return 1;

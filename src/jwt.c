@@ -51,10 +51,10 @@ static const struct {
     int md;        /* index into the key set's digests: SHA-256, -384, -512 */
     size_t ec_len; /* ES: bytes of one coordinate (r and s each) */
 } algs[] = {
-    [ALG_HS256] = {"HS256", KTY_OCT, 0, 0},  [ALG_HS384] = {"HS384", KTY_OCT, 1, 0},
-    [ALG_HS512] = {"HS512", KTY_OCT, 2, 0},  [ALG_RS256] = {"RS256", KTY_RSA, 0, 0},
-    [ALG_RS384] = {"RS384", KTY_RSA, 1, 0},  [ALG_RS512] = {"RS512", KTY_RSA, 2, 0},
-    [ALG_ES256] = {"ES256", KTY_EC, 0, 32},  [ALG_ES384] = {"ES384", KTY_EC, 1, 48},
+    [ALG_HS256] = {"HS256", KTY_OCT, 0, 0}, [ALG_HS384] = {"HS384", KTY_OCT, 1, 0},
+    [ALG_HS512] = {"HS512", KTY_OCT, 2, 0}, [ALG_RS256] = {"RS256", KTY_RSA, 0, 0},
+    [ALG_RS384] = {"RS384", KTY_RSA, 1, 0}, [ALG_RS512] = {"RS512", KTY_RSA, 2, 0},
+    [ALG_ES256] = {"ES256", KTY_EC, 0, 32}, [ALG_ES384] = {"ES384", KTY_EC, 1, 48},
     [ALG_ES512] = {"ES512", KTY_EC, 2, 66},
 };
 #define NALGS ((int)(sizeof(algs) / sizeof(algs[0])))
@@ -63,8 +63,8 @@ static const char *const md_names[3] = {"SHA256", "SHA384", "SHA512"};
 
 typedef struct {
     kty_t kty;
-    alg_t alg;    /* the only algorithm it verifies, or ALG_NONE for any of its type */
-    char *kid;    /* NULL when it has none */
+    alg_t alg; /* the only algorithm it verifies, or ALG_NONE for any of its type */
+    char *kid; /* NULL when it has none */
     unsigned char *secret;
     size_t secret_len;
     /* HMAC contexts keyed with the secret, one per digest: a request
@@ -76,8 +76,8 @@ typedef struct {
 struct ap_jwt_keyset_s {
     jwt_key_t *keys;
     size_t n;
-    int jwks;       /* from a JWK or JWKS: a token's kid must name the key */
-    EVP_MAC *hmac;  /* fetched once: fetching per request is slow */
+    int jwks;      /* from a JWK or JWKS: a token's kid must name the key */
+    EVP_MAC *hmac; /* fetched once: fetching per request is slow */
     EVP_MD *md[3];
 };
 
@@ -441,8 +441,7 @@ static int add_secret(ap_jwt_keyset_t *ks, const unsigned char *s, size_t n, alg
 }
 
 /* Checks an RSA or EC public key and adds it. Takes pkey. */
-static int add_pkey(ap_jwt_keyset_t *ks, EVP_PKEY *pkey, alg_t alg, const char *kid,
-                    ap_buf_t *err)
+static int add_pkey(ap_jwt_keyset_t *ks, EVP_PKEY *pkey, alg_t alg, const char *kid, ap_buf_t *err)
 {
     kty_t kty;
     alg_t curve_alg = ALG_NONE;
@@ -467,13 +466,15 @@ static int add_pkey(ap_jwt_keyset_t *ks, EVP_PKEY *pkey, alg_t alg, const char *
         else if (strcmp(group, "secp521r1") == 0 || strcmp(group, "P-521") == 0)
             curve_alg = ALG_ES512;
         else {
-            ap_buf_printf(err, "an EC key on the curve \"%s\"; P-256, P-384 and P-521 are supported",
+            ap_buf_printf(err,
+                          "an EC key on the curve \"%s\"; P-256, P-384 and P-521 are supported",
                           group[0] ? group : "?");
             EVP_PKEY_free(pkey);
             return -1;
         }
     } else {
-        ap_buf_append_str(err, "a public key of a type JWS cannot use here (RSA and EC are supported)");
+        ap_buf_append_str(err,
+                          "a public key of a type JWS cannot use here (RSA and EC are supported)");
         EVP_PKEY_free(pkey);
         return -1;
     }
@@ -529,8 +530,9 @@ static int parse_pem(ap_jwt_keyset_t *ks, const char *data, size_t len, ap_buf_t
                 X509_free(x);
             }
         } else if (strstr(name, "PRIVATE KEY")) {
-            ap_buf_printf(err, "PEM block %d is a private key: give apiary the public key only "
-                               "(openssl pkey -in KEY -pubout)",
+            ap_buf_printf(err,
+                          "PEM block %d is a private key: give apiary the public key only "
+                          "(openssl pkey -in KEY -pubout)",
                           blocks);
             rc = -1;
         } else if (strcmp(name, "EC PARAMETERS") == 0) {
@@ -821,8 +823,8 @@ ap_jwt_keyset_t *ap_jwt_keyset_parse(const char *data, size_t len, ap_buf_t *err
     if (ks == NULL)
         return NULL;
     size_t skip = 0;
-    while (skip < len && (data[skip] == ' ' || data[skip] == '\t' || data[skip] == '\n' ||
-                          data[skip] == '\r'))
+    while (skip < len &&
+           (data[skip] == ' ' || data[skip] == '\t' || data[skip] == '\n' || data[skip] == '\r'))
         skip++;
     int rc;
     if (skip < len && data[skip] == '{') {
@@ -862,9 +864,11 @@ ap_jwt_keyset_t *ap_jwt_keyset_load(const char *path, ap_buf_t *err)
     ap_buf_t text;
     ap_buf_init(&text);
     ap_buf_reserve(&text, (size_t)st.st_size + 1);
+    int failed = 0;
     for (;;) {
         if (text.len >= KEYFILE_MAX) {
             ap_buf_printf(err, "\"%s\" is larger than %d bytes", path, KEYFILE_MAX);
+            failed = 1;
             break;
         }
         ap_buf_reserve(&text, 4096);
@@ -873,6 +877,7 @@ ap_jwt_keyset_t *ap_jwt_keyset_load(const char *path, ap_buf_t *err)
             continue;
         if (n < 0) {
             ap_buf_printf(err, "cannot read \"%s\": %s", path, strerror(errno));
+            failed = 1;
             break;
         }
         if (n == 0)
@@ -881,7 +886,7 @@ ap_jwt_keyset_t *ap_jwt_keyset_load(const char *path, ap_buf_t *err)
     }
     close(fd);
     ap_jwt_keyset_t *ks = NULL;
-    if (err->len == 0) {
+    if (!failed) {
         text.data[text.len] = '\0';
         ap_buf_t why;
         ap_buf_init(&why);
@@ -892,8 +897,9 @@ ap_jwt_keyset_t *ap_jwt_keyset_load(const char *path, ap_buf_t *err)
             int symmetric;
             ap_jwt_keyset_count(ks, &symmetric);
             if (symmetric && (st.st_mode & S_IROTH)) {
-                ap_buf_printf(err, "\"%s\" holds a secret and every user may read it "
-                                   "(chmod o-r \"%s\")",
+                ap_buf_printf(err,
+                              "\"%s\" holds a secret and every user may read it "
+                              "(chmod o-r \"%s\")",
                               path, path);
                 ap_jwt_keyset_free(ks);
                 ks = NULL;
@@ -909,8 +915,8 @@ ap_jwt_keyset_t *ap_jwt_keyset_load(const char *path, ap_buf_t *err)
 
 /* --- verification --- */
 
-static int verify_hmac(const ap_jwt_keyset_t *ks, const jwt_key_t *k, alg_t alg,
-                       const char *input, size_t ilen, const unsigned char *sig, size_t slen)
+static int verify_hmac(const ap_jwt_keyset_t *ks, const jwt_key_t *k, alg_t alg, const char *input,
+                       size_t ilen, const unsigned char *sig, size_t slen)
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     size_t mlen = 0;
@@ -927,8 +933,8 @@ static int verify_hmac(const ap_jwt_keyset_t *ks, const jwt_key_t *k, alg_t alg,
     return ok;
 }
 
-static int verify_pkey(const ap_jwt_keyset_t *ks, const jwt_key_t *k, alg_t alg,
-                       const char *input, size_t ilen, const unsigned char *sig, size_t slen)
+static int verify_pkey(const ap_jwt_keyset_t *ks, const jwt_key_t *k, alg_t alg, const char *input,
+                       size_t ilen, const unsigned char *sig, size_t slen)
 {
     unsigned char *der = NULL;
     int dlen = 0;
@@ -954,8 +960,7 @@ static int verify_pkey(const ap_jwt_keyset_t *ks, const jwt_key_t *k, alg_t alg,
         slen = (size_t)dlen;
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx &&
-             EVP_DigestVerifyInit(ctx, NULL, ks->md[algs[alg].md], NULL, k->pkey) == 1 &&
+    int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, ks->md[algs[alg].md], NULL, k->pkey) == 1 &&
              EVP_DigestVerify(ctx, sig, slen, (const unsigned char *)input, ilen) == 1;
     EVP_MD_CTX_free(ctx);
     OPENSSL_free(der);
@@ -1062,8 +1067,8 @@ static ap_jwt_status_t check_claims(yajl_val c, int64_t now, const ap_jwt_opts_t
     return AP_JWT_OK;
 }
 
-ap_jwt_status_t ap_jwt_verify(const ap_jwt_keyset_t *ks, const char *token, size_t len,
-                              int64_t now, const ap_jwt_opts_t *opts, ap_jwt_claims_t *claims,
+ap_jwt_status_t ap_jwt_verify(const ap_jwt_keyset_t *ks, const char *token, size_t len, int64_t now,
+                              const ap_jwt_opts_t *opts, ap_jwt_claims_t *claims,
                               ap_jwt_error_t *err)
 {
     memset(claims, 0, sizeof(*claims));
@@ -1077,8 +1082,7 @@ ap_jwt_status_t ap_jwt_verify(const ap_jwt_keyset_t *ks, const char *token, size
     size_t parts = 1;
     for (size_t i = 0; i < len; i++)
         parts += token[i] == '.';
-    if (parts != 3)
-    {
+    if (parts != 3) {
         failm(err, AP_JWT_DECODE, "Expected 3 parts in JWT; got ");
         snprintf(err->message + strlen(err->message), sizeof(err->message) - strlen(err->message),
                  "%zu", parts);
@@ -1234,8 +1238,8 @@ void ap_jwt_path_free(ap_jwt_path_t *p)
 
 static int name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '$' || c == '@' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '$' || c == '@' || c == '-';
 }
 
 /* A quoted name from s (at the quote); sets *end past the closing quote. */

@@ -74,8 +74,8 @@ typedef struct {
  * never accepted, and a key's type (and its JWK "alg", when given) decides
  * which algorithms it verifies, so an HS256 token cannot be checked with
  * an RSA public key taken as an HMAC secret. */
-ap_jwt_status_t ap_jwt_verify(const ap_jwt_keyset_t *ks, const char *token, size_t len,
-                              int64_t now, const ap_jwt_opts_t *opts, ap_jwt_claims_t *claims,
+ap_jwt_status_t ap_jwt_verify(const ap_jwt_keyset_t *ks, const char *token, size_t len, int64_t now,
+                              const ap_jwt_opts_t *opts, ap_jwt_claims_t *claims,
                               ap_jwt_error_t *err);
 
 void ap_jwt_claims_cleanup(ap_jwt_claims_t *claims);

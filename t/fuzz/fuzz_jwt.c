@@ -54,9 +54,10 @@ static void init(void)
     paths[0] = ap_jwt_path_parse("role", &why);
     paths[1] = ap_jwt_path_parse(".realm_access.roles[0]", &why);
     paths[2] = ap_jwt_path_parse("$['https://x'].role", &why);
-    fixed_claims = yajl_tree_parse("{\"role\":\"a\",\"realm_access\":{\"roles\":[\"b\",{\"c\":[1]}]},"
-                                   "\"https://x\":{\"role\":null}}",
-                                   NULL, 0);
+    fixed_claims =
+        yajl_tree_parse("{\"role\":\"a\",\"realm_access\":{\"roles\":[\"b\",{\"c\":[1]}]},"
+                        "\"https://x\":{\"role\":null}}",
+                        NULL, 0);
     free(r);
     free(e);
     EVP_PKEY_free(rsa);

@@ -141,7 +141,8 @@ int main(void)
     ok(auth_with(nested, &a, bearer, 1) == 0, "nested role claim: 0");
     is_str(a.role, "webuser", "nested role claim: .app.roles[1]");
     snprintf(want, sizeof(want),
-             "{\"role\":\"webuser\",\"app\":{\"roles\":[\"x\",\"webuser\"]},\"exp\":%lld}", now + 60);
+             "{\"role\":\"webuser\",\"app\":{\"roles\":[\"x\",\"webuser\"]},\"exp\":%lld}",
+             now + 60);
     is_str(a.claims, want, "nested role claim: claims' role replaced");
     ap_auth_cleanup(&a);
     free(tok);
@@ -166,7 +167,8 @@ int main(void)
         ap_pg_query_t *q = ap_pg_query_new(0);
         ap_api_query_settings(q, &req, &anon);
         is_str(q->settings[AP_PG_SET_HEADERS],
-               "{\"host\":\"example.com\",\"x-thing\":\"two \\\"quoted\\\"\",\"user-agent\":\"t\\u0001\"}",
+               "{\"host\":\"example.com\",\"x-thing\":\"two "
+               "\\\"quoted\\\"\",\"user-agent\":\"t\\u0001\"}",
                "request.headers: lower-cased, the last of a repeated one, no cookie, escaped");
         is_str(q->settings[AP_PG_SET_COOKIES], "{\"b\":\"two\",\"c\":\"3=4\",\"a\":\"last\"}",
                "request.cookies: trimmed pairs, the last of a name, bad pairs skipped");

@@ -49,8 +49,8 @@ static ap_buf_t sign(const char *alg, const void *hkey, size_t hlen, EVP_PKEY *p
     if (alg[0] == 'H') {
         unsigned char mac[64];
         size_t mlen = 0;
-        EVP_Q_mac(NULL, "HMAC", NULL, md_of(alg), NULL, hkey, hlen,
-                  (const unsigned char *)input, strlen(input), mac, sizeof(mac), &mlen);
+        EVP_Q_mac(NULL, "HMAC", NULL, md_of(alg), NULL, hkey, hlen, (const unsigned char *)input,
+                  strlen(input), mac, sizeof(mac), &mlen);
         ap_buf_append(&sig, mac, mlen);
         return sig;
     }
@@ -164,8 +164,8 @@ static char *ec_jwk(EVP_PKEY *k, const char *kid)
     char *x = bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_X, 32), *y = bn_b64(k, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
     ap_buf_t b;
     ap_buf_init(&b);
-    ap_buf_printf(&b, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\",\"kid\":\"%s\"}", x,
-                  y, kid);
+    ap_buf_printf(&b, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\",\"kid\":\"%s\"}",
+                  x, y, kid);
     free(x);
     free(y);
     return b.data;
@@ -239,10 +239,12 @@ static void test_b64(void)
     char *e = b64("\xfb\xff\xfe", 3);
     is_str(e, "-__-", "base64url uses - and _");
     free(e);
-    ok(ap_jwt_b64url_decode("-__-", 4, &b) == 0 && b.len == 3 && memcmp(b.data, "\xfb\xff\xfe", 3) == 0,
+    ok(ap_jwt_b64url_decode("-__-", 4, &b) == 0 && b.len == 3 &&
+           memcmp(b.data, "\xfb\xff\xfe", 3) == 0,
        "decodes - and _");
     ap_buf_reset(&b);
-    ok(ap_jwt_b64url_decode("QQ", 2, &b) == 0 && b.len == 1 && b.data[0] == 'A', "unpadded QQ is A");
+    ok(ap_jwt_b64url_decode("QQ", 2, &b) == 0 && b.len == 1 && b.data[0] == 'A',
+       "unpadded QQ is A");
     ap_buf_reset(&b);
     ok(ap_jwt_b64url_decode("QQ==", 4, &b) < 0, "padding refused");
     ok(ap_jwt_b64url_decode("QR", 2, &b) < 0, "non-zero unused bits refused");
@@ -300,8 +302,9 @@ static void test_path(void)
            "path %s -> %s", cases[i].path, cases[i].want ? cases[i].want : "nothing");
         ap_jwt_path_free(p);
     }
-    static const char *const bad[] = {"", ".", "..role", ".role.", "role x", "[x]", ".a[",
-                                      ".\"unterminated", "$$", ".a[1", "$['x'"};
+    static const char *const bad[] = {"",       ".",    "..role", ".role.",
+                                      "role x", "[x]",  ".a[",    ".\"unterminated",
+                                      "$$",     ".a[1", "$['x'"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ap_jwt_path_t *p = ap_jwt_path_parse(bad[i], &why);
         ok(p == NULL && why != NULL, "path \"%s\" refused", bad[i]);
@@ -323,7 +326,8 @@ static void test_keys(EVP_PKEY *rsa, EVP_PKEY *ec)
     keys_refused("CHANGE_ME_CHANGE_ME_CHANGE_ME_CHANGE_ME", 39, "placeholder", "CHANGE_ME");
     keys_refused("reallyreallyreallyreallyverysafe", 32, "placeholder",
                  "PostgREST's documentation example");
-    keys_refused("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 38, "repeated", "one character repeated");
+    keys_refused("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 38, "repeated",
+                 "one character repeated");
 
     char *pem = pubpem(rsa);
     ks = keys(pem, "an RSA public key (PEM)");
@@ -364,7 +368,8 @@ static void test_keys(EVP_PKEY *rsa, EVP_PKEY *ec)
                       "\x01\x02\x03\x04\x05\x06\x07\x08\x01\x02\x03\x04\x05\x06\x07\x08",
                       32);
         char j[256];
-        snprintf(j, sizeof(j), "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}", x, x);
+        snprintf(j, sizeof(j), "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}", x,
+                 x);
         keys_refused(j, strlen(j), "not a point", "an EC point off the curve");
         free(x);
     }
@@ -449,7 +454,8 @@ int main(void)
     free(t);
     t = pk("ES384", NULL, claims, ec384);
     ACCEPT(ek384, t, "ES384 accepted");
-    REFUSE(ek, t, AP_JWT_DECODE, "No suitable key or wrong key type", "ES384 against P-256: refused");
+    REFUSE(ek, t, AP_JWT_DECODE, "No suitable key or wrong key type",
+           "ES384 against P-256: refused");
     free(t);
 
     /* The classic confusion: an HS256 token whose "secret" is the RSA
@@ -483,13 +489,16 @@ int main(void)
     t = token("HS256", "{\"typ\":\"JWT\"}", claims, secret, strlen(secret), NULL);
     REFUSE(hk, t, AP_JWT_DECODE, "Wrong or unsupported encoding algorithm", "no alg: refused");
     free(t);
-    t = token("HS256", "{\"alg\":\"HS256\",\"alg\":\"none\"}", claims, secret, strlen(secret), NULL);
+    t = token("HS256", "{\"alg\":\"HS256\",\"alg\":\"none\"}", claims, secret, strlen(secret),
+              NULL);
     REFUSE(hk, t, AP_JWT_DECODE, "Wrong or unsupported encoding algorithm", "alg twice: refused");
     free(t);
     t = token("HS256", "{\"alg\":256}", claims, secret, strlen(secret), NULL);
-    REFUSE(hk, t, AP_JWT_DECODE, "Wrong or unsupported encoding algorithm", "alg a number: refused");
+    REFUSE(hk, t, AP_JWT_DECODE, "Wrong or unsupported encoding algorithm",
+           "alg a number: refused");
     free(t);
-    t = token("HS256", "{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", claims, secret, strlen(secret), NULL);
+    t = token("HS256", "{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", claims, secret, strlen(secret),
+              NULL);
     REFUSE(hk, t, AP_JWT_DECODE, "JWT couldn't be decoded", "crit: refused");
     free(t);
 
@@ -515,7 +524,8 @@ int main(void)
         REFUSE(hk, cut, AP_JWT_DECODE, "JWT couldn't be decoded", "the signature cut off");
         free(cut);
         cut = strndup(t, (size_t)(strrchr(t, '.') - t) - 3);
-        REFUSE(hk, cut, AP_JWT_DECODE, "Expected 3 parts in JWT; got 2", "truncated in the payload");
+        REFUSE(hk, cut, AP_JWT_DECODE, "Expected 3 parts in JWT; got 2",
+               "truncated in the payload");
         free(cut);
         char *padded = malloc(n + 2);
         snprintf(padded, n + 2, "%s=", t);
@@ -554,7 +564,8 @@ int main(void)
     free(t);
     ap_jwt_keyset_t *hk2 = keys("another-secret-of-more-than-32-bytes!!", "another secret");
     t = hs("HS256", claims);
-    REFUSE(hk2, t, AP_JWT_DECODE, "JWT cryptographic operation failed", "signed with another secret");
+    REFUSE(hk2, t, AP_JWT_DECODE, "JWT cryptographic operation failed",
+           "signed with another secret");
     free(t);
     ap_jwt_keyset_free(hk2);
     t = pk("RS256", NULL, claims, rsa2);
@@ -621,7 +632,8 @@ int main(void)
         {"{\"exp\":-1e400}", AP_JWT_CLAIMS, "JWT expired", "an exp before every date"},
         {"{\"exp\":1,\"nbf\":9999999999}", AP_JWT_CLAIMS, "JWT expired", "exp is checked first"},
         {"{\"aud\":\"other\"}", AP_JWT_OK, NULL, "any aud, none configured"},
-        {"{\"aud\":5}", AP_JWT_CLAIMS, "The JWT 'aud' claim must be a string or an array of strings",
+        {"{\"aud\":5}", AP_JWT_CLAIMS,
+         "The JWT 'aud' claim must be a string or an array of strings",
          "aud a number, none configured: refused"},
     };
     for (size_t i = 0; i < sizeof(tc) / sizeof(tc[0]); i++) {
@@ -662,7 +674,8 @@ int main(void)
 
     /* JWKS: kid chooses the key; a key's alg limits it. */
     {
-        char *j1 = rsa_jwk(rsa, "r1", "RS256"), *j2 = rsa_jwk(rsa2, "r2", NULL), *j3 = ec_jwk(ec, "e1");
+        char *j1 = rsa_jwk(rsa, "r1", "RS256"), *j2 = rsa_jwk(rsa2, "r2", NULL),
+             *j3 = ec_jwk(ec, "e1");
         char *ks64 = b64s(secret);
         ap_buf_t jwks;
         ap_buf_init(&jwks);
@@ -698,10 +711,12 @@ int main(void)
         t = pk("ES256", "{\"alg\":\"ES256\",\"kid\":\"e1\"}", claims, ec);
         ACCEPT(jk, t, "JWKS: ES256 with kid e1");
         free(t);
-        t = token("HS512", "{\"alg\":\"HS512\",\"kid\":\"h1\"}", claims, secret, strlen(secret), NULL);
+        t = token("HS512", "{\"alg\":\"HS512\",\"kid\":\"h1\"}", claims, secret, strlen(secret),
+                  NULL);
         ACCEPT(jk, t, "JWKS: HS512 with kid h1");
         free(t);
-        t = token("HS256", "{\"alg\":\"HS256\",\"kid\":\"r1\"}", claims, secret, strlen(secret), NULL);
+        t = token("HS256", "{\"alg\":\"HS256\",\"kid\":\"r1\"}", claims, secret, strlen(secret),
+                  NULL);
         REFUSE(jk, t, AP_JWT_DECODE, "No suitable key or wrong key type",
                "JWKS: an HS token naming an RSA key's kid");
         free(t);
@@ -721,8 +736,8 @@ int main(void)
         free(t);
         ap_jwt_keyset_free(jk);
         free(j);
-        t = token("HS256", "{\"alg\":\"HS256\",\"kid\":\"whatever\"}", claims, secret, strlen(secret),
-                  NULL);
+        t = token("HS256", "{\"alg\":\"HS256\",\"kid\":\"whatever\"}", claims, secret,
+                  strlen(secret), NULL);
         ACCEPT(hk, t, "a raw secret: kid is not looked at");
         free(t);
     }
