@@ -265,7 +265,6 @@ void ap_api_query_settings(ap_pg_query_t *q, ap_request_t *req, const ap_auth_t 
 {
     q->with_settings = 1;
     q->pre_request = 1;
-    q->with_response = 1;
     q->settings[AP_PG_SET_ROLE] = ap_xstrdup(auth->role);
     q->settings[AP_PG_SET_CLAIMS] = ap_xstrdup(auth->claims);
     q->settings[AP_PG_SET_METHOD] = ap_xstrndup(req->method_name.p, req->method_name.len);

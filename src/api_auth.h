@@ -38,9 +38,11 @@ void ap_auth_cleanup(ap_auth_t *auth);
  * included), request.headers (a JSON object of the lower-cased header
  * names, Cookie left out, the last of repeated headers winning),
  * request.cookies (a JSON object of the Cookie header's pairs); sets
- * with_settings, pre_request ([api] pre_request runs after the settings,
- * when configured) and with_response (response.headers and
- * response.status are read back after the statement). */
+ * with_settings and pre_request ([api] pre_request runs after the
+ * settings, when configured, and response.headers and response.status
+ * are then read back after the statement). A handler whose statement may
+ * set those itself (a function call) sets q->with_response too; either
+ * way it passes q to ap_api_response_settings. */
 void ap_api_query_settings(ap_pg_query_t *q, ap_request_t *req, const ap_auth_t *auth);
 
 /* Applies what the transaction set in response.headers (a JSON array of

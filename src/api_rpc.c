@@ -516,6 +516,8 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
      * needs the setting (which costs the database a little each time). */
     q->read_only = is_get && best->volatility == 'v';
     ap_api_query_settings(q, req, &auth);
+    /* A function may set response.status and response.headers. */
+    q->with_response = 1;
 
     rpc_call_t *call = ap_xmalloc(sizeof(*call));
     call->req = req;

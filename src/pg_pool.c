@@ -301,7 +301,8 @@ static void send_query(pg_conn_t *c, ap_pg_query_t *q)
     q->conn = c;
     q->nulls = 0;
     q->main_index = 0;
-    int ok = 1;
+    q->response_index = -1;
+    int ok = 1, pre = 0;
     if (q->with_settings) {
         const char *vals[SETTINGS_NPARAMS] = {
             q->settings[AP_PG_SET_ROLE],    q->settings[AP_PG_SET_CLAIMS],
@@ -310,7 +311,8 @@ static void send_query(pg_conn_t *c, ap_pg_query_t *q)
             p->statement_timeout,           q->read_only ? "on" : "off"};
         ok = PQsendQueryParams(c->pg, settings_sql, SETTINGS_NPARAMS, NULL, vals, NULL, NULL, 0);
         q->main_index++;
-        if (ok && q->pre_request && p->conf->api_pre_request_sql) {
+        pre = q->pre_request && p->conf->api_pre_request_sql;
+        if (ok && pre) {
             ok = PQsendQueryParams(c->pg, p->conf->api_pre_request_sql, 0, NULL, NULL, NULL, NULL,
                                    0);
             q->main_index++;
@@ -318,8 +320,12 @@ static void send_query(pg_conn_t *c, ap_pg_query_t *q)
     }
     ok = ok && PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
                                  NULL, NULL, 0);
-    if (q->with_response)
+    /* Reading the response settings back costs a statement: only when
+     * something may have set them. */
+    if (q->with_settings && (q->with_response || pre)) {
         ok = ok && PQsendQueryParams(c->pg, response_sql, 0, NULL, NULL, NULL, NULL, 0);
+        q->response_index = q->main_index + 1;
+    }
     ok = ok && PQpipelineSync(c->pg);
     if (!ok) {
         conn_broken(c, PQerrorMessage(c->pg));
@@ -427,7 +433,7 @@ static void read_results(pg_conn_t *c)
             return;
         }
         int is_main = q->nulls == q->main_index;
-        int is_response = q->with_response && q->nulls == q->main_index + 1;
+        int is_response = q->nulls == q->response_index;
         /* The first error explains; the statements after it are only
          * "aborted". Results of the settings and of pre_request that
          * succeeded are not needed. */

@@ -50,9 +50,12 @@ struct ap_pg_query_s {
     char *settings[AP_PG_NSETTINGS]; /* with_settings: role, claims, method, path... */
     int with_settings;               /* 0: the bare statement (schema loading) */
     int read_only;                   /* run the transaction READ ONLY (GET) */
-    int pre_request;                 /* with_settings: then [api] pre_request, if set */
-    int with_response;               /* after the statement, read response.headers and
-                                      * response.status into response */
+    int pre_request;                 /* with_settings: then [api] pre_request, if set;
+                                      * response.headers and response.status are then
+                                      * read back too (pre_request may set them) */
+    int with_response;               /* read response.headers and response.status back
+                                      * after the statement in any case (a function may
+                                      * set them) */
     ap_pg_done_cb done;
     void *data;
     void (*free_data)(void *data);   /* when set, frees data with the query */
@@ -66,10 +69,11 @@ struct ap_pg_query_s {
     uint64_t cancelled_at;
     uint64_t submitted_us;           /* monotonic: for the pool wait metric */
     PGresult *result;
-    PGresult *response;              /* with_response: one row, (headers, status),
-                                      * when the statement succeeded */
+    PGresult *response;              /* one row, (headers, status), when they were read
+                                      * back and the statement succeeded; else NULL */
     int nulls;                       /* statements whose results are complete */
     int main_index;                  /* the statement's place in the pipeline */
+    int response_index;              /* that of the response settings, or -1 */
     unsigned queued : 1, abandoned : 1, retried : 1, answered : 1, sent : 1;
 };
 

@@ -175,7 +175,7 @@ int main(void)
         is_str(q->settings[AP_PG_SET_ROLE], "anon", "role");
         is_str(q->settings[AP_PG_SET_METHOD], "GET", "request.method");
         is_str(q->settings[AP_PG_SET_PATH], "/rpc/x", "request.path");
-        ok(q->with_settings && q->pre_request && q->with_response, "flags set");
+        ok(q->with_settings && q->pre_request && !q->with_response, "flags set");
         for (int i = 0; i < AP_PG_NSETTINGS; i++)
             free(q->settings[i]);
         free(q->params);
