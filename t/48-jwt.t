@@ -469,6 +469,17 @@ for my $who ('alice', 'bob') {
     cmp_ok($all, '>=', 10004, 'anon still sees every task');
 }
 
+# auth.sql is idempotent: loading it again keeps the logins and the policies.
+{
+    my $src = $ENV{APIARY_SRCDIR} // "$FindBin::Bin/..";
+    my ($code, $out, $err) = $t->psql_ex("\\i $src/sql/examples/auth.sql\n");
+    is($code, 0, 'auth.sql loads again') or diag($err);
+    my $r = req('POST', '/rpc/login', body => { email => 'alice@example.com', password => 'alice-password' });
+    is($r && $r->{status}, 200, 'the logins are still there');
+    my $rows = body(req('GET', '/rpc/tasks_by_status?status=todo', token => $tok{alice}));
+    is(scalar @{$rows // []}, 2, 'the policies still apply');
+}
+
 # ---------------------------------------------------------------------------
 # Audience, leeway, the role claim's path (reloads)
 # ---------------------------------------------------------------------------
