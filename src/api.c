@@ -71,6 +71,14 @@ int ap_api_status_for_sqlstate(const char *s, int authenticated)
     };
     if (strcmp(s, "42501") == 0)
         return authenticated ? 403 : 401;
+    /* RAISE SQLSTATE 'PT402' answers 402: the status is the code's digits
+     * (a final status only; anything else is a 500). */
+    if (s[0] == 'P' && s[1] == 'T') {
+        if (s[2] >= '2' && s[2] <= '5' && s[3] >= '0' && s[3] <= '9' && s[4] >= '0' &&
+            s[4] <= '9')
+            return (s[2] - '0') * 100 + (s[3] - '0') * 10 + (s[4] - '0');
+        return 500;
+    }
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strncmp(s, map[i].code, strlen(map[i].code)) == 0)
             return map[i].status;
@@ -84,7 +92,17 @@ void ap_api_pg_error(ap_request_t *req, const PGresult *res, int authenticated)
     if (msg == NULL)
         msg = PQresultErrorMessage(res);
     int status = ap_api_status_for_sqlstate(state, authenticated);
+    /* A role that does not exist (named by a JWT) is the client's to fix:
+     * 401, as PostgREST answers since 12.2. */
+    if (state && strcmp(state, "22023") == 0 && strncmp(msg, "role ", 5) == 0 &&
+        strstr(msg, "does not exist"))
+        status = 401;
     ap_metrics_db_error(&req->conn->worker->slot->metrics, state ? state : "XX000");
+    if (status == 204 || status == 304) {
+        /* RAISE SQLSTATE 'PT204': these statuses carry no body. */
+        ap_http_respond(req, status, NULL, NULL, 0);
+        return;
+    }
     ap_api_error(req, status, state ? state : "XX000", msg,
                  PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
                  PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));

@@ -461,6 +461,7 @@ typedef struct {
     format_t format;
     count_t count;
     int64_t lower;
+    int authenticated;
     char *schema; /* for Content-Profile when several are exposed */
 } read_call_t;
 
@@ -497,7 +498,7 @@ static void on_result(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
         return;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ap_api_pg_error(req, res, 0);
+        ap_api_pg_error(req, res, c->authenticated);
         return;
     }
     if (PQntuples(res) != 1) {
@@ -546,8 +547,19 @@ static void on_result(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
     int status = 200;
     if (has_total && page < total)
         status = 206;
-    ap_http_respond(req, status, content_type(c->format), PQgetvalue(res, 0, 0),
-                    (size_t)PQgetlength(res, 0, 0));
+    /* response.status and response.headers, set by [api] pre_request. */
+    ap_buf_t ctype;
+    ap_buf_init(&ctype);
+    if (ap_api_response_settings(req, q, &status, &ctype) < 0) {
+        ap_buf_cleanup(&ctype);
+        return;
+    }
+    if (status == 204 || status == 304)
+        ap_http_respond(req, status, NULL, NULL, 0);
+    else
+        ap_http_respond(req, status, ctype.len ? ctype.data : content_type(c->format),
+                        PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+    ap_buf_cleanup(&ctype);
 }
 
 /* The schema of the request: Accept-Profile when given (it must be one of
@@ -860,14 +872,15 @@ void ap_api_read(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
     ap_buf_cleanup(&s.sql);
     pq->read_only = 1;
     ap_api_query_settings(pq, req, &auth);
-    ap_auth_cleanup(&auth);
 
     read_call_t *c = ap_xcalloc(1, sizeof(*c));
     c->req = req;
     c->format = acc.format;
     c->count = count;
     c->lower = lower;
+    c->authenticated = auth.authenticated;
     c->schema = several ? ap_xstrdup(t->schema) : NULL;
+    ap_auth_cleanup(&auth);
     pq->done = on_result;
     pq->data = c;
     pq->free_data = read_call_free;

@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "api.h"
+#include "api_auth.h"
 #include "json.h"
 #include "log.h"
 
@@ -335,6 +336,7 @@ typedef struct {
     ap_request_t *req;
     char ret_kind;
     int retset;
+    int authenticated;
 } rpc_call_t;
 
 static void on_abort(ap_request_t *req)
@@ -355,11 +357,24 @@ static void on_result(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
     }
     ExecStatusType es = PQresultStatus(res);
     if (es != PGRES_TUPLES_OK) {
-        ap_api_pg_error(req, res, 0);
+        ap_api_pg_error(req, res, call->authenticated);
         return;
     }
-    if (ret_kind == 'v' && !retset) {
-        ap_http_respond(req, 204, NULL, NULL, 0);
+    /* response.status and response.headers, set by the function or by
+     * pre_request. */
+    int status = ret_kind == 'v' && !retset ? 204 : 200;
+    ap_buf_t ctype;
+    ap_buf_init(&ctype);
+    if (ap_api_response_settings(req, q, &status, &ctype) < 0) {
+        ap_buf_cleanup(&ctype);
+        return;
+    }
+    const char *content_type = ctype.len ? ctype.data : "application/json; charset=utf-8";
+    if (status == 204 || status == 304 || (ret_kind == 'v' && !retset)) {
+        /* No body: a void function's, and none may go with 204 or 304. */
+        ap_http_respond(req, status, status == 204 || status == 304 ? NULL : content_type, NULL,
+                        0);
+        ap_buf_cleanup(&ctype);
         return;
     }
     const char *body = "null";
@@ -377,7 +392,8 @@ static void on_result(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
             snprintf(range, sizeof(range), "*/*");
         ap_http_add_header(req, "Content-Range", range);
     }
-    ap_http_respond(req, 200, "application/json; charset=utf-8", body, len);
+    ap_http_respond(req, status, content_type, body, len);
+    ap_buf_cleanup(&ctype);
 }
 
 static void not_found(ap_request_t *req, const char *schema, const char *name, const args_t *a)
@@ -397,28 +413,24 @@ static void not_found(ap_request_t *req, const char *schema, const char *name, c
 
 void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
 {
-    const ap_config_t *conf = db->conf;
     int is_get = req->method == HTTP_GET || req->method == HTTP_HEAD;
     if (!is_get && req->method != HTTP_POST) {
         ap_http_add_header(req, "Allow", "GET, HEAD, POST");
         ap_api_error(req, 405, "PGRST101", "Only GET and POST are allowed for RPC", NULL, NULL);
         return;
     }
-    if (ap_http_header(req, AP_STR("authorization")) != NULL) {
-        /* JWT verification comes with [api] jwt_secret_file. */
-        ap_api_error(req, 500, "PGRST300", "Server lacks JWT secret", NULL, NULL);
+    /* Who the request runs as, before the function is looked up (as
+     * PostgREST does): a bad token is a 401 whatever the function. */
+    ap_auth_t auth;
+    if (ap_api_auth(req, db, &auth) < 0)
         return;
-    }
-    if (conf->api_anon_role == NULL) {
-        ap_api_error(req, 401, "PGRST302", "Anonymous access is disabled", NULL, NULL);
-        return;
-    }
 
     ap_buf_t name;
     ap_buf_init(&name);
     if (ap_api_url_decode(&name, raw_name, 0) < 0 || name.len == 0 ||
         memchr(name.data, '/', name.len)) {
         ap_buf_cleanup(&name);
+        ap_auth_cleanup(&auth);
         ap_api_error(req, 404, "PGRST125", "Invalid path specified in request URL", NULL, NULL);
         return;
     }
@@ -503,21 +515,15 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
      * writes inside STABLE and IMMUTABLE functions, so only a VOLATILE one
      * needs the setting (which costs the database a little each time). */
     q->read_only = is_get && best->volatility == 'v';
-    q->settings[AP_PG_SET_ROLE] = ap_xstrdup(conf->api_anon_role);
-    ap_buf_t claims;
-    ap_buf_init(&claims);
-    ap_buf_append_str(&claims, "{\"role\":");
-    ap_json_append_string(&claims, conf->api_anon_role, strlen(conf->api_anon_role));
-    ap_buf_append_char(&claims, '}');
-    q->settings[AP_PG_SET_CLAIMS] = ap_xstrndup(claims.data, claims.len);
-    ap_buf_cleanup(&claims);
-    q->settings[AP_PG_SET_METHOD] = ap_xstrndup(req->method_name.p, req->method_name.len);
-    q->settings[AP_PG_SET_PATH] = ap_xstrndup(req->path.p, req->path.len);
+    ap_api_query_settings(q, req, &auth);
+    /* A function may set response.status and response.headers. */
+    q->with_response = 1;
 
     rpc_call_t *call = ap_xmalloc(sizeof(*call));
     call->req = req;
     call->ret_kind = best->ret_kind;
     call->retset = best->retset;
+    call->authenticated = auth.authenticated;
     q->done = on_result;
     q->data = call;
     q->free_data = free;
@@ -526,6 +532,7 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
     req->handler_data = q;
     ap_pg_submit(db->pool, q);
 out:
+    ap_auth_cleanup(&auth);
     if (tree)
         yajl_tree_free(tree);
     args_cleanup(&a);

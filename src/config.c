@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "jwt.h"
 #include "log.h"
 
 #ifndef AP_RUNSTATEDIR
@@ -93,6 +94,11 @@ static const directive_t directives[] = {
     {"api", "anon_role", T_OPTSTR, OFF(api_anon_role), "anon", 0, 0},
     {"api", "prefix", T_PREFIX, OFF(api_prefix), "/", 0, 0},
     {"api", "max_rows", T_UINT, OFF(api_max_rows), "0", 0, UINT32_MAX},
+    {"api", "jwt_secret_file", T_OPTSTR, OFF(api_jwt_secret_file), "", 0, 0},
+    {"api", "jwt_aud", T_OPTSTR, OFF(api_jwt_aud), "", 0, 0},
+    {"api", "jwt_role_claim", T_STRING, OFF(api_jwt_role_claim), "role", 0, 0},
+    {"api", "jwt_leeway", T_DURATION, OFF(api_jwt_leeway_ms), "30s", 0, 3600 * 1000},
+    {"api", "pre_request", T_OPTSTR, OFF(api_pre_request), "", 0, 0},
     {"log", "level", T_LOGLEVEL, OFF(log_level), "info", 0, 0},
     {"log", "error_log", T_STRING, OFF(error_log), "stderr", 0, 0},
 };
@@ -508,6 +514,74 @@ static void add_late_error(parse_t *ps, const char *section, const char *name, c
     add_error(ps, where, d, "%s", why);
 }
 
+/* A name for SQL that the configuration may hold: no quotes, backslashes
+ * or control characters, 1 to 63 bytes. */
+static int plain_ident(const char *p, size_t n)
+{
+    if (n == 0 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '"' || p[i] == '\\' || (unsigned char)p[i] < 0x20)
+            return 0;
+    return 1;
+}
+
+/* The [api] keys of authentication: the role claim's path, pre_request
+ * (its SQL, qualified with the first schema when it names none), and the
+ * key file, read now so that -t and a reload catch a bad one. */
+static void validate_auth(parse_t *ps)
+{
+    ap_config_t *c = ps->conf;
+    const char *why;
+    c->api_jwt_role_path = ap_jwt_path_parse(c->api_jwt_role_claim, &why);
+    if (c->api_jwt_role_path == NULL)
+        add_late_error(ps, "api", "jwt_role_claim", why);
+
+    if (c->api_pre_request) {
+        const char *fn = c->api_pre_request, *dot = strchr(fn, '.');
+        const char *schema = c->api_schemas;
+        size_t slen = strcspn(schema, ",");
+        if (dot) {
+            schema = fn;
+            slen = (size_t)(dot - fn);
+            fn = dot + 1;
+        }
+        while (slen && (*schema == ' ' || *schema == '\t')) {
+            schema++;
+            slen--;
+        }
+        while (slen && (schema[slen - 1] == ' ' || schema[slen - 1] == '\t'))
+            slen--;
+        if (!plain_ident(schema, slen) || !plain_ident(fn, strlen(fn)) || strchr(fn, '.')) {
+            add_late_error(ps, "api", "pre_request",
+                           "expected a function name, or schema.function (names without quotes, "
+                           "backslashes or control characters, 63 bytes at most)");
+        } else {
+            ap_buf_t sql;
+            ap_buf_init(&sql);
+            ap_buf_printf(&sql, "select \"%.*s\".\"%s\"()", (int)slen, schema, fn);
+            c->api_pre_request_sql = sql.data;
+        }
+    }
+
+    if (c->api_jwt_secret_file) {
+        /* A relative path is taken from the configuration file's directory,
+         * not from wherever apiary was started. */
+        ap_buf_t path, err;
+        ap_buf_init(&path);
+        ap_buf_init(&err);
+        const char *slash = strrchr(ps->name, '/');
+        if (c->api_jwt_secret_file[0] != '/' && slash)
+            ap_buf_printf(&path, "%.*s/", (int)(slash - ps->name), ps->name);
+        ap_buf_append_str(&path, c->api_jwt_secret_file);
+        c->api_jwt_keys = ap_jwt_keyset_load(path.data, &err);
+        if (c->api_jwt_keys == NULL)
+            add_late_error(ps, "api", "jwt_secret_file", err.data ? err.data : "invalid");
+        ap_buf_cleanup(&path);
+        ap_buf_cleanup(&err);
+    }
+}
+
 static void validate(parse_t *ps)
 {
     ap_config_t *c = ps->conf;
@@ -522,6 +596,7 @@ static void validate(parse_t *ps)
     }
     if (c->api_anon_role && strlen(c->api_anon_role) > 63)
         add_late_error(ps, "api", "anon_role", "longer than PostgreSQL's 63-byte names");
+    validate_auth(ps);
 
     /* With no listener left and no error said yet (a bad listen line has
      * said its own), say why. */
@@ -629,6 +704,9 @@ void ap_config_free(ap_config_t *c)
             d->type == T_PREFIX)
             free(*(char **)((char *)c + d->offset));
     }
+    ap_jwt_keyset_free(c->api_jwt_keys);
+    ap_jwt_path_free(c->api_jwt_role_path);
+    free(c->api_pre_request_sql);
     free(c->path);
     free(c);
 }

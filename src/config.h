@@ -60,6 +60,17 @@ typedef struct ap_config_s {
     char *api_anon_role;
     char *api_prefix;  /* "/" or "/api": no trailing slash but for "/" */
     uint64_t api_max_rows; /* 0: no limit */
+    char *api_jwt_secret_file;  /* NULL: no JWT is accepted */
+    char *api_jwt_aud;          /* NULL: any audience */
+    char *api_jwt_role_claim;
+    uint64_t api_jwt_leeway_ms;
+    char *api_pre_request;      /* "fn" or "schema.fn"; NULL: none */
+    /* Derived from the above when the file is read, so that every worker
+     * of a generation verifies with the same keys, and a reload (HUP)
+     * picks up a rotated key file. */
+    struct ap_jwt_keyset_s *api_jwt_keys;     /* NULL without jwt_secret_file */
+    struct ap_jwt_path_s *api_jwt_role_path;
+    char *api_pre_request_sql;  /* select "schema"."fn"(), or NULL */
 
     /* [log] */
     int log_level;

@@ -23,14 +23,23 @@
  * behind pgBouncer a connection can be up while PostgreSQL is not. */
 #define PING_INTERVAL_MS 1000
 
-/* One round trip: the settings, the statement, then Sync. Without an
+/* One round trip: the settings, [api] pre_request when set, the
+ * statement, the response settings when asked for, then Sync. Without an
  * explicit BEGIN the statements up to Sync form one implicit transaction,
- * so set_config(..., true) holds for the statement and ends with it, and
- * the server connection goes back to pgBouncer's pool at Sync. */
+ * so set_config(..., true) holds for the statement and ends with it, an
+ * error anywhere rolls everything back (the statements after it are
+ * skipped), and the server connection goes back to pgBouncer's pool at
+ * Sync. The role comes first: a role that cannot be switched to fails the
+ * transaction before anything runs. */
 static const char settings_sql[] =
     "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), "
     "set_config('request.method', $3, true), set_config('request.path', $4, true), "
-    "set_config('statement_timeout', $5, true), set_config('transaction_read_only', $6, true)";
+    "set_config('request.headers', $5, true), set_config('request.cookies', $6, true), "
+    "set_config('statement_timeout', $7, true), set_config('transaction_read_only', $8, true)";
+#define SETTINGS_NPARAMS 8
+
+static const char response_sql[] =
+    "select current_setting('response.headers', true), current_setting('response.status', true)";
 
 typedef enum { PC_DOWN = 0, PC_CONNECTING, PC_READY, PC_BUSY } pc_state_t;
 
@@ -91,6 +100,8 @@ static void query_free(ap_pg_query_t *q)
         free(q->settings[i]);
     if (q->result)
         PQclear(q->result);
+    if (q->response)
+        PQclear(q->response);
     if (q->free_data)
         q->free_data(q->data);
     free(q);
@@ -289,15 +300,32 @@ static void send_query(pg_conn_t *c, ap_pg_query_t *q)
     c->q = q;
     q->conn = c;
     q->nulls = 0;
-    int ok = 1;
+    q->main_index = 0;
+    q->response_index = -1;
+    int ok = 1, pre = 0;
     if (q->with_settings) {
-        const char *vals[6] = {q->settings[AP_PG_SET_ROLE], q->settings[AP_PG_SET_CLAIMS],
-                               q->settings[AP_PG_SET_METHOD], q->settings[AP_PG_SET_PATH],
-                               p->statement_timeout, q->read_only ? "on" : "off"};
-        ok = PQsendQueryParams(c->pg, settings_sql, 6, NULL, vals, NULL, NULL, 0);
+        const char *vals[SETTINGS_NPARAMS] = {
+            q->settings[AP_PG_SET_ROLE],    q->settings[AP_PG_SET_CLAIMS],
+            q->settings[AP_PG_SET_METHOD],  q->settings[AP_PG_SET_PATH],
+            q->settings[AP_PG_SET_HEADERS], q->settings[AP_PG_SET_COOKIES],
+            p->statement_timeout,           q->read_only ? "on" : "off"};
+        ok = PQsendQueryParams(c->pg, settings_sql, SETTINGS_NPARAMS, NULL, vals, NULL, NULL, 0);
+        q->main_index++;
+        pre = q->pre_request && p->conf->api_pre_request_sql;
+        if (ok && pre) {
+            ok = PQsendQueryParams(c->pg, p->conf->api_pre_request_sql, 0, NULL, NULL, NULL, NULL,
+                                   0);
+            q->main_index++;
+        }
     }
     ok = ok && PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
                                  NULL, NULL, 0);
+    /* Reading the response settings back costs a statement: only when
+     * something may have set them. */
+    if (q->with_settings && (q->with_response || pre)) {
+        ok = ok && PQsendQueryParams(c->pg, response_sql, 0, NULL, NULL, NULL, NULL, 0);
+        q->response_index = q->main_index + 1;
+    }
     ok = ok && PQpipelineSync(c->pg);
     if (!ok) {
         conn_broken(c, PQerrorMessage(c->pg));
@@ -404,13 +432,18 @@ static void read_results(pg_conn_t *c)
             conn_done(c);
             return;
         }
-        int is_main = q->nulls == (q->with_settings ? 1 : 0);
+        int is_main = q->nulls == q->main_index;
+        int is_response = q->nulls == q->response_index;
         /* The first error explains; the statements after it are only
-         * "aborted". A settings result that succeeded is not needed. */
+         * "aborted". Results of the settings and of pre_request that
+         * succeeded are not needed. */
         if (st == PGRES_FATAL_ERROR && q->result == NULL) {
             q->result = r;
         } else if (is_main && st != PGRES_PIPELINE_ABORTED && q->result == NULL) {
             q->result = r;
+        } else if (is_response && st == PGRES_TUPLES_OK && q->response == NULL && q->result &&
+                   PQresultStatus(q->result) != PGRES_FATAL_ERROR) {
+            q->response = r;
         } else {
             PQclear(r);
         }
@@ -492,6 +525,10 @@ static void conn_broken(pg_conn_t *c, const char *why)
         if (q->result) {
             PQclear(q->result);
             q->result = NULL;
+        }
+        if (q->response) {
+            PQclear(q->response);
+            q->response = NULL;
         }
         /* It never left: retry once on another connection. */
         if (!q->sent && !q->retried && !q->abandoned && !q->answered && !p->closing) {

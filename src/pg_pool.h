@@ -26,21 +26,36 @@ typedef enum {
 } ap_pg_status_t;
 
 /* Called once per submitted query (never after ap_pg_abandon). res is
- * owned by the pool and cleared when the callback returns; so is q. */
+ * owned by the pool and cleared when the callback returns; so is q (and
+ * q->response). */
 typedef void (*ap_pg_done_cb)(ap_pg_query_t *q, ap_pg_status_t status, PGresult *res);
 
 /* The transaction-local settings sent before the statement, in the same
  * round trip (set_config(..., true)). NULL leaves one unset. */
-enum { AP_PG_SET_ROLE, AP_PG_SET_CLAIMS, AP_PG_SET_METHOD, AP_PG_SET_PATH, AP_PG_NSETTINGS };
+enum {
+    AP_PG_SET_ROLE,    /* role */
+    AP_PG_SET_CLAIMS,  /* request.jwt.claims */
+    AP_PG_SET_METHOD,  /* request.method */
+    AP_PG_SET_PATH,    /* request.path */
+    AP_PG_SET_HEADERS, /* request.headers */
+    AP_PG_SET_COOKIES, /* request.cookies */
+    AP_PG_NSETTINGS
+};
 
 struct ap_pg_query_s {
     /* Filled by the caller; freed with the query. */
     char *sql;
     int nparams;
     char **params;                   /* text values; NULL is SQL NULL */
-    char *settings[AP_PG_NSETTINGS]; /* with_settings: role, claims, method, path */
+    char *settings[AP_PG_NSETTINGS]; /* with_settings: role, claims, method, path... */
     int with_settings;               /* 0: the bare statement (schema loading) */
     int read_only;                   /* run the transaction READ ONLY (GET) */
+    int pre_request;                 /* with_settings: then [api] pre_request, if set;
+                                      * response.headers and response.status are then
+                                      * read back too (pre_request may set them) */
+    int with_response;               /* read response.headers and response.status back
+                                      * after the statement in any case (a function may
+                                      * set them) */
     ap_pg_done_cb done;
     void *data;
     void (*free_data)(void *data);   /* when set, frees data with the query */
@@ -54,7 +69,11 @@ struct ap_pg_query_s {
     uint64_t cancelled_at;
     uint64_t submitted_us;           /* monotonic: for the pool wait metric */
     PGresult *result;
+    PGresult *response;              /* one row, (headers, status), when they were read
+                                      * back and the statement succeeded; else NULL */
     int nulls;                       /* statements whose results are complete */
+    int main_index;                  /* the statement's place in the pipeline */
+    int response_index;              /* that of the response settings, or -1 */
     unsigned queued : 1, abandoned : 1, retried : 1, answered : 1, sent : 1;
 };
 

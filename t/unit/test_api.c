@@ -24,6 +24,10 @@ int main(void)
     is_int(ap_api_status_for_sqlstate("42P01", 0), 404, "undefined table: 404");
     is_int(ap_api_status_for_sqlstate("22P02", 0), 400, "anything else: 400");
     is_int(ap_api_status_for_sqlstate(NULL, 0), 500, "no SQLSTATE: 500");
+    is_int(ap_api_status_for_sqlstate("PT402", 0), 402, "PT402: 402");
+    is_int(ap_api_status_for_sqlstate("PT299", 1), 299, "PT299: 299");
+    is_int(ap_api_status_for_sqlstate("PT100", 0), 500, "PT100: not a final status, 500");
+    is_int(ap_api_status_for_sqlstate("PTxyz", 0), 500, "PTxyz: 500");
 
     ap_buf_t b;
     ap_buf_init(&b);
