@@ -13,9 +13,10 @@
 --     "authenticator" may switch to;
 --   - the schema "api", whose tables, views and functions are the API, with
 --     USAGE for "anon" (grant the objects you expose, one by one);
---   - the schema "apiary", apiary's own, not exposed, with
---     apiary.planned_count() for Prefer: count=planned (every role may
---     call it; nothing else in the schema is granted);
+--   - the schema "apiary", apiary's own, not exposed;
+--   - the schema "apiary_public", not exposed either, with what every
+--     role may call: apiary_public.planned_count() for
+--     Prefer: count=planned;
 --   - event triggers that send NOTIFY apiary, 'reload schema' after every
 --     DDL command, so a migration reaches apiary's schema cache without a
 --     restart. apiary LISTENs on a direct connection ([database]
@@ -95,7 +96,12 @@ create event trigger apiary_ddl_command_end on ddl_command_end
 -- text array; the values reach EXPLAIN as literals quoted here, by
 -- PostgreSQL. It runs with the caller's rights (SECURITY INVOKER), so
 -- grants and row-level security apply as they do to the read itself.
-create or replace function apiary.planned_count(query text, params text[])
+create schema if not exists apiary_public;
+revoke all on schema apiary_public from public;
+grant usage on schema apiary_public to public;
+comment on schema apiary_public is 'apiary''s objects that every role may use; not exposed by the API';
+
+create or replace function apiary_public.planned_count(query text, params text[])
 returns bigint
 language plpgsql
 as $$
@@ -116,10 +122,8 @@ begin
 end
 $$;
 
-revoke all on function apiary.planned_count(text, text[]) from public;
-grant usage on schema apiary to public;
-grant execute on function apiary.planned_count(text, text[]) to public;
-comment on function apiary.planned_count(text, text[]) is
+grant execute on function apiary_public.planned_count(text, text[]) to public;
+comment on function apiary_public.planned_count(text, text[]) is
     'Prefer: count=planned: the row estimate of a read''s count query';
 
 drop event trigger if exists apiary_sql_drop;

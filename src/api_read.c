@@ -382,7 +382,7 @@ static int emit_order(stmt_t *s, const ap_query_t *q)
 }
 
 /* The count query's text and its parameters as one text[] literal, for
- * apiary.planned_count (sql/apiary.sql): PostgreSQL quotes the values. */
+ * apiary_public.planned_count (sql/apiary.sql): PostgreSQL quotes the values. */
 static char *params_array(const stmt_t *s)
 {
     ap_buf_t b;
@@ -693,7 +693,7 @@ static int build(stmt_t *s, const ap_query_t *q, format_t format, int strip_null
             return -1;
         }
         if (count == COUNT_PLANNED) {
-            ap_buf_printf(b, ", apiary.planned_count($%d, $%d::text[])", qn, pn);
+            ap_buf_printf(b, ", apiary_public.planned_count($%d, $%d::text[])", qn, pn);
         } else {
             /* estimated: exact up to max_rows, the planner's beyond */
             char mr[24];
@@ -703,7 +703,7 @@ static int build(stmt_t *s, const ap_query_t *q, format_t format, int strip_null
             emit_from(s);
             if (emit_where(s, q) < 0)
                 return -1;
-            ap_buf_printf(b, ") end from (select apiary.planned_count($%d, $%d::text[]) as n) _p)", qn,
+            ap_buf_printf(b, ") end from (select apiary_public.planned_count($%d, $%d::text[]) as n) _p)", qn,
                           pn);
         }
     }
