@@ -524,6 +524,7 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
     /* Set before submitting: the answer may come at once. */
     req->on_abort = on_abort;
     req->handler_data = q;
+    q->db_us = &req->db_us; /* for the access log */
     ap_pg_submit(db->pool, q);
 out:
     if (tree)

@@ -533,6 +533,7 @@ void ap_http_respond(ap_request_t *req, int status, const char *content_type, co
 
 void ap_http_respond_error(ap_request_t *req, int status, const char *details)
 {
+    snprintf(req->error_code, sizeof(req->error_code), "AP%d", status);
     ap_buf_t b;
     ap_buf_init(&b);
     ap_http_error_body(&b, status, details);
