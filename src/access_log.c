@@ -492,7 +492,8 @@ static void slow_log(const char *method, size_t mlen, const char *path, size_t p
     ap_log(AP_LOG_WARN,
            "slow request: %.*s %.*s%s status %d in %llu.%03u ms (database %llu.%03u ms), "
            "request_id %s",
-           (int)mlen, mlen ? method : "-", (int)(plen > 512 ? 512 : plen), plen ? path : "-",
+           (int)(mlen ? mlen : 1), mlen ? method : "-", (int)(plen > 512 ? 512 : plen ? plen : 1),
+           plen ? path : "-",
            plen > 512 ? "..." : "", status, (unsigned long long)(duration_us / 1000),
            (unsigned)(duration_us % 1000), (unsigned long long)(db_us / 1000),
            (unsigned)(db_us % 1000), rid);

@@ -80,7 +80,7 @@ typedef struct ap_http_parser_s {
     unsigned head_done : 1;      /* its head is complete */
     unsigned in_field : 1;       /* inside a header name */
     const char *exec_start;      /* the bytes being parsed now */
-    char exec_prev;              /* the last byte parsed before them */
+    char exec_prev;              /* the last byte parsed before them, spaces and tabs skipped */
     ap_http_event_t event;       /* what the last callback announced */
     int error_status;            /* for AP_HTTP_ERROR */
     const char *error_detail;    /* static text for the JSON body */
