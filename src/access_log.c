@@ -282,48 +282,79 @@ void ap_access_peer(ap_conn_t *c)
     }
 }
 
-static void json_str_or_null(ap_buf_t *b, const char *p, size_t n)
+/* Lines are built with writes that do not check for room: render() and
+ * emit() reserve, once per line, the most the line can take (every byte
+ * of a client's string escaped) and put() copies within that. */
+static inline void put(ap_buf_t *b, const char *s, size_t n)
 {
-    if (p == NULL || n == 0)
-        ap_buf_append(b, "null", 4);
-    else
-        ap_json_append_string(b, p, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
 }
 
-/* What a combined line may hold inside its quotes: nginx's escaping
- * ('"', '\\', controls and bytes past 0x7e as \xHH). */
-static void clf_escaped(ap_buf_t *b, const char *p, size_t n)
+#define PUT_LIT(b, lit) put((b), (lit), sizeof(lit) - 1)
+
+static void put_u64(ap_buf_t *b, uint64_t v)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    if (p == NULL || n == 0) {
-        ap_buf_append_char(b, '-');
-        return;
-    }
-    ap_buf_reserve(b, n);
-    size_t i = 0;
-    while (i < n) {
-        size_t run = i;
-        while (run < n && (unsigned char)p[run] >= 0x20 && (unsigned char)p[run] < 0x7f &&
-               p[run] != '"' && p[run] != '\\')
-            run++;
-        if (run > i) {
-            ap_buf_append(b, p + i, run - i);
-            i = run;
-            continue;
-        }
-        unsigned char c = (unsigned char)p[i++];
-        char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-        ap_buf_append(b, esc, 4);
-    }
+    char tmp[20];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(b, tmp + i, sizeof(tmp) - i);
 }
 
-/* Appends microseconds as milliseconds with three decimals. */
-static void append_ms(ap_buf_t *b, uint64_t us)
+/* Microseconds as milliseconds with three decimals. */
+static void put_ms(ap_buf_t *b, uint64_t us)
 {
     char frac[4] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
                     (char)('0' + us % 10)};
-    ap_buf_append_u64(b, us / 1000);
-    ap_buf_append(b, frac, 4);
+    put_u64(b, us / 1000);
+    put(b, frac, 4);
+}
+
+/* Room for a string as JSON or combined text: at most 6 bytes per byte
+ * (\u00XX), and the quotes. */
+#define ROOM(n) (6 * (size_t)(n) + 8)
+
+/* A JSON string, or null for none: plain ASCII is copied as it is, the
+ * rest goes through the JSON writer (escapes, U+FFFD for bad UTF-8). */
+static void put_json(ap_buf_t *b, const char *p, size_t n)
+{
+    if (p == NULL || n == 0) {
+        PUT_LIT(b, "null");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
+            ap_json_append_string(b, p, n);
+            return;
+        }
+    }
+    put(b, "\"", 1);
+    put(b, p, n);
+    put(b, "\"", 1);
+}
+
+/* What a combined line may hold inside its quotes: nginx's escaping
+ * ('"', '\\', controls and bytes past 0x7e as \xHH); "-" for none. */
+static void put_clf(ap_buf_t *b, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (p == NULL || n == 0) {
+        put(b, "-", 1);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            b->data[b->len++] = (char)c;
+        } else {
+            char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            put(b, esc, 4);
+        }
+    }
 }
 
 static void headers_for_log(const ap_request_t *req, ap_str_t *ua, ap_str_t *referer)
@@ -348,77 +379,90 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
     ap_buf_t *b = &L.line;
     int head = req->method_name.len > 0;
     ap_str_t ua = {NULL, 0}, referer = {NULL, 0};
-    if (head)
+    ap_str_t method = {NULL, 0}, path = {NULL, 0}, query = {NULL, 0}, target = {NULL, 0};
+    if (head) {
         headers_for_log(req, &ua, &referer);
-    ap_access_peer(c);
+        method = req->method_name;
+        path = req->path;
+        query = req->query;
+        target = L.query ? req->target : req->path;
+    }
+    size_t peer_len = strlen(c->peer);
+    size_t role_len = req->role ? strlen(req->role) : 0;
+    size_t code_len = strnlen(req->error_code, sizeof(req->error_code));
     ap_buf_reset(b);
+    ap_buf_reserve(b, 400 + ROOM(peer_len) + ROOM(method.len) + ROOM(path.len) +
+                          ROOM(query.len) + ROOM(target.len) + ROOM(req->request_id_len) +
+                          ROOM(role_len) + ROOM(ua.len) + ROOM(referer.len) + ROOM(code_len) +
+                          ROOM(req->traceparent.len));
 
     if (L.combined) {
         /* 127.0.0.1 - - [10/Oct/2026:13:55:36 +0000] "GET /x HTTP/1.1" 200 15 "-" "curl/8" */
-        ap_buf_append_str(b, c->peer);
-        ap_buf_append(b, " - - [", 6);
+        put(b, c->peer, peer_len);
+        PUT_LIT(b, " - - [");
         *h1 = b->len;
-        ap_buf_append(b, "] \"", 3);
+        PUT_LIT(b, "] \"");
         if (head) {
-            clf_escaped(b, req->method_name.p, req->method_name.len);
-            ap_buf_append_char(b, ' ');
-            if (L.query)
-                clf_escaped(b, req->target.p, req->target.len);
-            else
-                clf_escaped(b, req->path.p, req->path.len);
-            ap_buf_printf(b, " HTTP/%u.%u", req->http_major, req->http_minor);
+            put_clf(b, method.p, method.len);
+            put(b, " ", 1);
+            put_clf(b, target.p, target.len);
+            char v[10] = {' ', 'H', 'T', 'T', 'P', '/', (char)('0' + req->http_major % 10), '.',
+                          (char)('0' + req->http_minor % 10), '"'};
+            put(b, v, sizeof(v));
         } else {
-            ap_buf_append_char(b, '-');
+            PUT_LIT(b, "-\"");
         }
-        ap_buf_append(b, "\" ", 2);
-        ap_buf_append_u64(b, (unsigned)status);
+        put(b, " ", 1);
+        put_u64(b, (unsigned)status);
         *h2 = b->len;
-        ap_buf_append(b, " \"", 2);
-        clf_escaped(b, referer.p, referer.len);
-        ap_buf_append(b, "\" \"", 3);
-        clf_escaped(b, ua.p, ua.len);
-        ap_buf_append(b, "\"\n", 2);
+        PUT_LIT(b, " \"");
+        put_clf(b, referer.p, referer.len);
+        PUT_LIT(b, "\" \"");
+        put_clf(b, ua.p, ua.len);
+        PUT_LIT(b, "\"\n");
+        b->data[b->len] = '\0';
         return;
     }
 
-    ap_buf_append(b, "{\"time\":\"", 9);
+    PUT_LIT(b, "{\"time\":\"");
     *h1 = b->len;
-    ap_buf_append(b, "\",\"worker\":", 11);
-    ap_buf_append_u64(b, (unsigned)L.worker);
-    ap_buf_append(b, ",\"pid\":", 7);
-    ap_buf_append_u64(b, (unsigned long long)L.pid);
-    ap_buf_append(b, ",\"client\":", 10);
-    ap_json_append_string(b, c->peer, strlen(c->peer));
+    PUT_LIT(b, "\",\"worker\":");
+    put_u64(b, (unsigned)L.worker);
+    PUT_LIT(b, ",\"pid\":");
+    put_u64(b, (unsigned long long)L.pid);
+    PUT_LIT(b, ",\"client\":");
+    put_json(b, c->peer, peer_len);
     if (c->peer_port) {
-        ap_buf_append(b, ",\"client_port\":", 15);
-        ap_buf_append_u64(b, c->peer_port);
+        PUT_LIT(b, ",\"client_port\":");
+        put_u64(b, c->peer_port);
     }
-    ap_buf_append(b, ",\"method\":", 10);
-    json_str_or_null(b, req->method_name.p, req->method_name.len);
-    ap_buf_append(b, ",\"path\":", 8);
-    json_str_or_null(b, head ? req->path.p : NULL, req->path.len);
+    PUT_LIT(b, ",\"method\":");
+    put_json(b, method.p, method.len);
+    PUT_LIT(b, ",\"path\":");
+    put_json(b, path.p, path.len);
     if (L.query) {
-        ap_buf_append(b, ",\"query\":", 9);
-        json_str_or_null(b, head ? req->query.p : NULL, req->query.len);
+        PUT_LIT(b, ",\"query\":");
+        put_json(b, query.p, query.len);
     }
-    ap_buf_append(b, ",\"status\":", 10);
-    ap_buf_append_u64(b, (unsigned)status);
+    PUT_LIT(b, ",\"status\":");
+    put_u64(b, (unsigned)status);
     *h2 = b->len;
-    ap_buf_append(b, ",\"db_ms\":", 9);
-    append_ms(b, req->db_us);
-    ap_buf_append(b, ",\"request_id\":", 14);
-    json_str_or_null(b, req->request_id, req->request_id_len);
-    ap_buf_append(b, ",\"role\":", 8);
-    json_str_or_null(b, req->role, req->role ? strlen(req->role) : 0);
-    ap_buf_append(b, ",\"user_agent\":", 14);
-    json_str_or_null(b, ua.p, ua.len);
-    ap_buf_append(b, ",\"referer\":", 11);
-    json_str_or_null(b, referer.p, referer.len);
-    ap_buf_append(b, ",\"error_code\":", 14);
-    json_str_or_null(b, req->error_code, strlen(req->error_code));
-    ap_buf_append(b, ",\"traceparent\":", 15);
-    json_str_or_null(b, req->traceparent.p, req->traceparent.len);
-    ap_buf_append(b, "}\n", 2);
+    PUT_LIT(b, ",\"db_ms\":");
+    put_ms(b, req->db_us);
+    PUT_LIT(b, ",\"request_id\":");
+    put_json(b, req->request_id, req->request_id_len);
+    PUT_LIT(b, ",\"role\":");
+    put_json(b, req->role, role_len);
+    PUT_LIT(b, ",\"user_agent\":");
+    put_json(b, ua.p, ua.len);
+    PUT_LIT(b, ",\"referer\":");
+    put_json(b, referer.p, referer.len);
+    PUT_LIT(b, ",\"error_code\":");
+    put_json(b, req->error_code, code_len);
+    PUT_LIT(b, ",\"traceparent\":");
+    put_json(b, req->traceparent.p, req->traceparent.len);
+    PUT_LIT(b, "}\n");
+    b->data[b->len] = '\0';
 }
 
 /* The time at the end of a request, formatted once per second. */
@@ -459,27 +503,27 @@ static void emit(const char *text, size_t len, size_t h1, size_t h2, uint64_t by
 {
     char when[48];
     size_t when_len = format_time(when, ap_clock_wall_ms());
-    char tail[64];
-    size_t tail_len;
-    if (L.combined) {
-        tail_len = (size_t)snprintf(tail, sizeof(tail), " %llu", (unsigned long long)bytes);
-    } else {
-        tail_len = (size_t)snprintf(tail, sizeof(tail), ",\"bytes\":%llu,\"duration_ms\":%llu.%03u",
-                                    (unsigned long long)bytes,
-                                    (unsigned long long)(duration_us / 1000),
-                                    (unsigned)(duration_us % 1000));
-    }
-    size_t total = len + when_len + tail_len;
+    size_t total = len + when_len + 64;
     if (L.buf.len > 0 && L.buf.len + total > AP_ACCESS_BUFFER)
         ap_access_flush();
     int was_empty = L.buf.len == 0;
-    ap_buf_reserve(&L.buf, total);
-    ap_buf_append(&L.buf, text, h1);
-    ap_buf_append(&L.buf, when, when_len);
-    ap_buf_append(&L.buf, text + h1, h2 - h1);
-    ap_buf_append(&L.buf, tail, tail_len);
-    ap_buf_append(&L.buf, text + h2, len - h2);
-    if (L.buf.len >= AP_ACCESS_BUFFER)
+    ap_buf_t *b = &L.buf;
+    ap_buf_reserve(b, total);
+    put(b, text, h1);
+    put(b, when, when_len);
+    put(b, text + h1, h2 - h1);
+    if (L.combined) {
+        put(b, " ", 1);
+        put_u64(b, bytes);
+    } else {
+        PUT_LIT(b, ",\"bytes\":");
+        put_u64(b, bytes);
+        PUT_LIT(b, ",\"duration_ms\":");
+        put_ms(b, duration_us);
+    }
+    put(b, text + h2, len - h2);
+    b->data[b->len] = '\0';
+    if (b->len >= AP_ACCESS_BUFFER)
         ap_access_flush();
     else if (was_empty && L.timer_on)
         uv_timer_start(&L.timer, on_flush_timer, AP_ACCESS_FLUSH_MS, 0);
