@@ -137,6 +137,11 @@ void ap_access_flush(void)
         }
     }
     ap_buf_reset(&L.buf);
+    /* A line longer than the buffer made it grow: give that back. */
+    if (L.buf.cap > 4 * AP_ACCESS_BUFFER) {
+        ap_buf_cleanup(&L.buf);
+        ap_buf_reserve(&L.buf, AP_ACCESS_BUFFER + 4096);
+    }
     if (L.timer_on)
         uv_timer_stop(&L.timer);
 }
@@ -387,6 +392,8 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
         query = req->query;
         target = L.query ? req->target : req->path;
     }
+    if (b->cap > 256 * 1024)
+        ap_buf_cleanup(b); /* a huge line before this one */
     size_t peer_len = strlen(c->peer);
     size_t role_len = req->role ? strlen(req->role) : 0;
     size_t code_len = strnlen(req->error_code, sizeof(req->error_code));

@@ -96,8 +96,8 @@ static void query_free(ap_pg_query_t *q)
     free(q);
 }
 
-/* Hands the outcome to the owner, unless it left, and frees the query. */
-/* Calls done once, for an owner still waiting. */
+/* Calls done once, for an owner still waiting; first adds the time since
+ * the submission to the owner's db_us. */
 static void answer(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
 {
     if (q->abandoned || q->answered)
@@ -108,6 +108,7 @@ static void answer(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
     q->done(q, st, res);
 }
 
+/* Hands the outcome to the owner, unless it left, and frees the query. */
 static void query_finish(ap_pg_query_t *q, ap_pg_status_t st)
 {
     answer(q, st, st == AP_PG_OK ? q->result : NULL);
