@@ -256,9 +256,11 @@ void ap_access_begin(ap_request_t *req)
     }
     ap_buf_t *h = &req->resp_headers;
     ap_buf_reserve(h, 16 + req->request_id_len);
-    ap_buf_append(h, "X-Request-Id: ", 14);
-    ap_buf_append(h, req->request_id, req->request_id_len);
-    ap_buf_append(h, "\r\n", 2);
+    char *w = h->data + h->len;
+    memcpy(w, "X-Request-Id: ", 14);
+    memcpy(w + 14, req->request_id, req->request_id_len);
+    memcpy(w + 14 + req->request_id_len, "\r\n", 3); /* with the NUL */
+    h->len += 16 + req->request_id_len;
 }
 
 /* --- formatting --- */
@@ -330,12 +332,28 @@ static void put_json(ap_buf_t *b, const char *p, size_t n)
         PUT_LIT(b, "null");
         return;
     }
+    /* Bytes a JSON string cannot hold as they are. */
+    static const uint8_t special[256] = {
+        [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1,
+    };
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
+        if (special[(unsigned char)p[i]]) {
             ap_json_append_string(b, p, n);
             return;
         }
+    }
+    put(b, "\"", 1);
+    put(b, p, n);
+    put(b, "\"", 1);
+}
+
+/* A string that needs no escaping (checked where it came from: a request
+ * id, an address, a method token, a traceparent, an error code), or null. */
+static void put_plain(ap_buf_t *b, const char *p, size_t n)
+{
+    if (p == NULL || n == 0) {
+        PUT_LIT(b, "null");
+        return;
     }
     put(b, "\"", 1);
     put(b, p, n);
@@ -438,13 +456,13 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
     PUT_LIT(b, ",\"pid\":");
     put_u64(b, (unsigned long long)L.pid);
     PUT_LIT(b, ",\"client\":");
-    put_json(b, c->peer, peer_len);
+    put_plain(b, c->peer, peer_len);
     if (c->peer_port) {
         PUT_LIT(b, ",\"client_port\":");
         put_u64(b, c->peer_port);
     }
     PUT_LIT(b, ",\"method\":");
-    put_json(b, method.p, method.len);
+    put_plain(b, method.p, method.len);
     PUT_LIT(b, ",\"path\":");
     put_json(b, path.p, path.len);
     if (L.query) {
@@ -457,7 +475,7 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
     PUT_LIT(b, ",\"db_ms\":");
     put_ms(b, req->db_us);
     PUT_LIT(b, ",\"request_id\":");
-    put_json(b, req->request_id, req->request_id_len);
+    put_plain(b, req->request_id, req->request_id_len);
     PUT_LIT(b, ",\"role\":");
     put_json(b, req->role, role_len);
     PUT_LIT(b, ",\"user_agent\":");
@@ -467,7 +485,7 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
     PUT_LIT(b, ",\"error_code\":");
     put_json(b, req->error_code, code_len);
     PUT_LIT(b, ",\"traceparent\":");
-    put_json(b, req->traceparent.p, req->traceparent.len);
+    put_plain(b, req->traceparent.p, req->traceparent.len);
     PUT_LIT(b, "}\n");
     b->data[b->len] = '\0';
 }

@@ -116,13 +116,20 @@ void ap_reqid_random(void *out, size_t n)
 
 void ap_reqid_generate(char out[AP_REQID_GEN_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
+    /* Two hex digits per byte from one table: this runs for every
+     * request without an id of its own. */
+    static char pairs[256][2];
+    if (pairs[255][0] == 0) {
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 256; i++) {
+            pairs[i][0] = hex[i >> 4];
+            pairs[i][1] = hex[i & 15];
+        }
+    }
     uint8_t r[AP_REQID_GEN_LEN / 2];
     ap_reqid_random(r, sizeof(r));
-    for (size_t i = 0; i < sizeof(r); i++) {
-        out[2 * i] = hex[r[i] >> 4];
-        out[2 * i + 1] = hex[r[i] & 15];
-    }
+    for (size_t i = 0; i < sizeof(r); i++)
+        memcpy(out + 2 * i, pairs[r[i]], 2);
     out[AP_REQID_GEN_LEN] = '\0';
 }
 
