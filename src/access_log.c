@@ -457,10 +457,11 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
     put_u64(b, (unsigned long long)L.pid);
     PUT_LIT(b, ",\"client\":");
     put_plain(b, c->peer, peer_len);
-    if (c->peer_port) {
-        PUT_LIT(b, ",\"client_port\":");
+    PUT_LIT(b, ",\"client_port\":");
+    if (c->peer_port)
         put_u64(b, c->peer_port);
-    }
+    else
+        PUT_LIT(b, "null"); /* a Unix socket */
     PUT_LIT(b, ",\"method\":");
     put_plain(b, method.p, method.len);
     PUT_LIT(b, ",\"path\":");

@@ -279,18 +279,34 @@ my %wpid = map { $_ => 1 } $t->worker_pids;
 # handed over, with the whole body counted; and one the client leaves
 # half-read: the status sent, the bytes that got through.
 {
+    # Functions in each worker's schema cache, from the error log.
+    my $functions = sub {
+        my %n;
+        for ($t->log_records) {
+            $n{$_->{worker}} = $1
+                if defined $_->{worker} && ($_->{msg} // '') =~ /^schema cache (?:re)?loaded: .* (\d+) functions/;
+        }
+        return \%n;
+    };
+    my $before = $functions->();
     $t->psql(q{create function api.big(n int) returns text language sql immutable
                as $$ select repeat('x', n) $$;
                grant execute on function api.big(int) to anon;});
     my $n = 8 * 1024 * 1024;   # more than the kernel's socket buffers take
-    ok(wait_for(sub { my $r = req($t, 'GET', '/rpc/big?n=1'); $r && $r->{status} == 200 },
-                timeout => 10, interval => 0.2), 'big: the new function is in the schema cache');
+    # Every worker must have the function: the next request may go to any.
+    ok(wait_for(sub {
+        my $now = $functions->();
+        keys %$before && !grep { ($now->{$_} // 0) <= $before->{$_} } keys %$before;
+    }, timeout => 15, interval => 0.2), 'big: the new function is in every worker\'s schema cache');
     my $c = $t->connect;
     $c->send("GET /rpc/big?n=$n HTTP/1.1\r\nHost: x\r\nX-Request-Id: big-1\r\nConnection: close\r\n\r\n");
     sleep 1.0;   # not reading: the rest of the response waits in apiary
-    my $r = $c->read_response(timeout => 10);
+    # Read to the end (Connection: close), then parse once: 8 MiB.
+    my $raw = $c->read_all(timeout => 30);
     $c->close;
-    is($r && length($r->{body}), $n + 2, 'big response read whole');
+    my ($r) = parse_responses($raw);
+    is($r && length($r->{body}), $n + 2, 'big response read whole')
+        or diag('got: ' . (substr($raw, 0, 300) =~ s/\r\n/|/gr));
     my $l = wait_line($ALOG, 'big-1') // {};
     is($l->{status}, 200, 'big response: logged');
     is($l->{bytes}, $n + 2, 'big response: the whole body counted');
@@ -455,11 +471,28 @@ if (start($v, 'reopen')) {
 # ---------------------------------------------------------------------------
 # access = stderr.
 
+# A Unix socket listener: client "unix:", no port.
+
 my $s = Apiary::Test->new(name => '75-access-log.t stderr');
-$s->write_config(config => { server => { workers => 1 }, log => { access => 'stderr' } });
+my $SOCK = $s->testdir . '/http.sock';
+$s->write_config(config => { server => { workers => 1, listen => ['127.0.0.1:' . $s->port, "unix:$SOCK"] },
+                             log => { access => 'stderr' } });
 if (start($s, 'stderr')) {
     req($s, 'GET', '/live', headers => "X-Request-Id: to-stderr\r\n");
-    ok(wait_line($s->stderr_path, 'to-stderr'), 'access = stderr: the line goes to standard error');
+    my $l = wait_line($s->stderr_path, 'to-stderr');
+    ok($l, 'access = stderr: the line goes to standard error');
+    require IO::Socket::UNIX;
+    my $u = IO::Socket::UNIX->new(Peer => $SOCK);
+    ok($u, 'connected to the Unix socket') or diag("$SOCK: $!");
+    if ($u) {
+        print {$u} "GET /live HTTP/1.1\r\nHost: x\r\nX-Request-Id: over-unix\r\nConnection: close\r\n\r\n";
+        local $/;
+        my $resp = <$u>;
+        like($resp // '', qr{^HTTP/1\.1 200 }, 'answered over the Unix socket');
+        $l = wait_line($s->stderr_path, 'over-unix') // {};
+        is($l->{client}, 'unix:', 'Unix socket: client "unix:"');
+        ok(exists $l->{client_port} && !defined $l->{client_port}, 'Unix socket: client_port null');
+    }
 }
 
 # ---------------------------------------------------------------------------
