@@ -403,9 +403,13 @@ $v->write_config(config => { server => { workers => 2 }, log => { access => $RLO
 if (start($v, 'reopen')) {
     my ($nclients, $per) = (4, 300);
     my @kids;
+    # The clients say how far they got, so that the rotations fall in the
+    # middle of the load however slow the machine is.
+    pipe(my $progress_r, my $progress_w) or die "pipe: $!";
     for my $k (1 .. $nclients) {
         my $pid = fork // die "fork: $!";
         if ($pid == 0) {
+            close $progress_r;
             # Keep-alive connections of 50 requests; bounded by count and time.
             my $sent = 0;
             my $deadline = time + 30;
@@ -417,6 +421,7 @@ if (start($v, 'reopen')) {
                     $c->send("GET /live HTTP/1.1\r\nHost: x\r\nX-Request-Id: $id\r\n\r\n") or last;
                     my $r = $c->read_response(timeout => 5) or last;
                     $sent++;
+                    syswrite($progress_w, $sent == 50 ? 'a' : 'b') if $sent == 50 || $sent == 150;
                     sleep 0.003;   # spread over about a second
                 }
                 $c->close;
@@ -425,12 +430,24 @@ if (start($v, 'reopen')) {
         }
         push @kids, $pid;
     }
-    # Two rotations while the clients run.
+    close $progress_w;
+    # Two rotations while the clients run: once a client has sent 50
+    # requests, and once one has sent 150 (of 300).
     for my $n (1, 2) {
-        sleep 0.3;
+        my $want = $n == 1 ? 'a' : 'b';
+        my $deadline = time + 20;
+        while (time < $deadline) {
+            my $rin = '';
+            vec($rin, fileno($progress_r), 1) = 1;
+            last unless select(my $rout = $rin, undef, undef, $deadline - time) > 0;
+            my $got = sysread($progress_r, my $buf, 1);
+            last unless $got;
+            last if $buf eq $want;
+        }
         rename $RLOG, "$RLOG.$n" or die "rename: $!";
         $v->reopen;
     }
+    close $progress_r;
     my $fails = 0;
     for my $pid (@kids) {
         my $deadline = time + 40;
