@@ -2,6 +2,7 @@
 /* API routing and PostgREST-style errors. */
 #include "api.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "api_read.h"
@@ -47,6 +48,8 @@ void ap_api_error(ap_request_t *req, int status, const char *code, const char *m
 {
     ap_buf_t b;
     ap_buf_init(&b);
+    /* For the access log; the body keeps PostgREST's four keys. */
+    snprintf(req->error_code, sizeof(req->error_code), "%s", code ? code : "");
     ap_json_append_error(&b, code, message, details, hint);
     if (status == 401)
         ap_http_add_header(req, "WWW-Authenticate", "Bearer");
@@ -144,6 +147,10 @@ void ap_api_pool_error(ap_request_t *req, ap_pg_status_t st)
 
 void ap_api_dispatch(ap_request_t *req, ap_db_t *db, ap_str_t rest)
 {
+    /* The role the access log shows: the anonymous one until
+     * authentication says otherwise. */
+    if (req->role == NULL)
+        req->role = db->conf->api_anon_role;
     if (db->schema == NULL) {
         ap_http_add_header(req, "Retry-After", "1");
         ap_api_error(req, 503, "PGRST002",

@@ -872,6 +872,8 @@ void ap_api_read(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
     ap_buf_cleanup(&s.sql);
     pq->read_only = 1;
     ap_api_query_settings(pq, req, &auth);
+    req->role = pq->settings[AP_PG_SET_ROLE]; /* for the access log: pq outlives the answer */
+    pq->db_us = &req->db_us;
 
     read_call_t *c = ap_xcalloc(1, sizeof(*c));
     c->req = req;

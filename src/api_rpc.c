@@ -516,6 +516,7 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
      * needs the setting (which costs the database a little each time). */
     q->read_only = is_get && best->volatility == 'v';
     ap_api_query_settings(q, req, &auth);
+    req->role = q->settings[AP_PG_SET_ROLE]; /* for the access log: q outlives the answer */
     /* A function may set response.status and response.headers. */
     q->with_response = 1;
 
@@ -530,6 +531,7 @@ void ap_api_rpc(ap_request_t *req, ap_db_t *db, ap_str_t raw_name)
     /* Set before submitting: the answer may come at once. */
     req->on_abort = on_abort;
     req->handler_data = q;
+    q->db_us = &req->db_us; /* for the access log */
     ap_pg_submit(db->pool, q);
 out:
     ap_auth_cleanup(&auth);

@@ -101,6 +101,10 @@ static const directive_t directives[] = {
     {"api", "pre_request", T_OPTSTR, OFF(api_pre_request), "", 0, 0},
     {"log", "level", T_LOGLEVEL, OFF(log_level), "info", 0, 0},
     {"log", "error_log", T_STRING, OFF(error_log), "stderr", 0, 0},
+    {"log", "access", T_OFFSTR, OFF(access_log), "off", 0, 0},
+    {"log", "access_format", T_STRING, OFF(access_format), "json", 0, 0},
+    {"log", "access_query", T_STRING, OFF(access_query), "on", 0, 0},
+    {"log", "slow_ms", T_UINT, OFF(slow_ms), "0", 0, DAY_MS},
 };
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
 
@@ -593,6 +597,19 @@ static void validate(parse_t *ps)
             add_late_error(ps, "api", "schemas", "schema names cannot hold quotes, backslashes or control characters");
             break;
         }
+    }
+    /* [log] access_format and access_query: a word from a short list. */
+    if (strcmp(c->access_format, "json") == 0 || strcmp(c->access_format, "combined") == 0)
+        c->access_combined = c->access_format[0] == 'c';
+    else {
+        snprintf(why, sizeof(why), "expected json or combined, got \"%.64s\"", c->access_format);
+        add_late_error(ps, "log", "access_format", why);
+    }
+    if (strcmp(c->access_query, "on") == 0 || strcmp(c->access_query, "off") == 0)
+        c->access_log_query = c->access_query[1] == 'n';
+    else {
+        snprintf(why, sizeof(why), "expected on or off, got \"%.64s\"", c->access_query);
+        add_late_error(ps, "log", "access_query", why);
     }
     if (c->api_anon_role && strlen(c->api_anon_role) > 63)
         add_late_error(ps, "api", "anon_role", "longer than PostgreSQL's 63-byte names");

@@ -75,6 +75,13 @@ typedef struct ap_config_s {
     /* [log] */
     int log_level;
     char *error_log; /* "stderr" or a path */
+    /* [log] access log and slow-request log (access_log.c) */
+    char *access_log;      /* NULL: off; "stderr"; or a path */
+    char *access_format;   /* "json" or "combined" (validated) */
+    char *access_query;    /* "on" or "off" (validated) */
+    uint64_t slow_ms;      /* 0: off */
+    int access_combined;   /* from access_format */
+    int access_log_query;  /* from access_query */
 } ap_config_t;
 
 /* Reads and validates path, then applies APIARY_<SECTION>_<KEY> variables

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "alloc.h"
 #include "clock.h"
 #include "log.h"
@@ -34,6 +35,7 @@
 struct write_req {
     uv_write_t req;
     ap_conn_t *conn;
+    ap_access_rec_t *rec; /* the access log line of the response these bytes end */
     size_t len;
     char data[];
 };
@@ -58,10 +60,31 @@ static void on_handle_closed(uv_handle_t *h)
     free(c);
 }
 
+/* A request that will get no response is logged too: 499 when the client
+ * went away first, 444 when the server closes (fast shutdown,
+ * shutdown_timeout). Logged while the socket is open: its address is
+ * needed. */
+static void log_abort(ap_conn_t *c)
+{
+    if (!ap_access_active)
+        return;
+    if (c->state == AP_CONN_HANDLING ||
+        ((c->state == AP_CONN_HEAD || c->state == AP_CONN_BODY) && c->hp.started))
+        ap_access_abort(c, &c->hp.req, c->gone ? 499 : 444);
+}
+
+/* The client closed or reset the connection. */
+static void close_gone(ap_conn_t *c)
+{
+    c->gone = 1;
+    ap_conn_close(c);
+}
+
 void ap_conn_close(ap_conn_t *c)
 {
     if (c->state == AP_CONN_CLOSING)
         return;
+    log_abort(c);
     if (c->state == AP_CONN_HANDLING) {
         ap_shm_sub(c->worker->slot->in_flight, 1);
         if (c->hp.req.on_abort)
@@ -115,7 +138,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         uv_read_stop(s);
         c->reading = 0;
         if (nread != UV_EOF) {
-            ap_conn_close(c);
+            close_gone(c);
             return;
         }
         /* While a request is being handled, the client going away means
@@ -123,7 +146,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
          * off): stop the work. Otherwise, a half-close: answer what was
          * sent, then close. */
         if (c->state == AP_CONN_HANDLING && c->hp.req.on_abort) {
-            ap_conn_close(c);
+            close_gone(c);
             return;
         }
         c->eof = 1;
@@ -158,12 +181,14 @@ static void on_write(uv_write_t *req, int status)
     struct write_req *wr = (struct write_req *)req;
     ap_conn_t *c = wr->conn;
     c->writes_pending--;
+    if (wr->rec)
+        ap_access_finish(wr->rec, status == 0);
     free(wr);
     if (c->state == AP_CONN_CLOSING)
         return;
     if (status < 0) {
         ap_log_errno(AP_LOG_INFO, status, "writing a response failed");
-        ap_conn_close(c);
+        close_gone(c);
         return;
     }
     if (c->writes_pending == 0) {
@@ -176,19 +201,26 @@ static void on_write(uv_write_t *req, int status)
 
 /* Queues bytes for the client: straight to the socket when nothing is
  * queued, copied into a write request for whatever the kernel did not
- * take. */
-static void conn_write(ap_conn_t *c, const char *data, size_t len)
+ * take. Returns that write request (its callback runs once the kernel has
+ * the last byte), or NULL when nothing is left queued: all was taken, or
+ * the write failed and the connection is closing. *sent, when not NULL,
+ * says how many bytes the kernel took at once. */
+static struct write_req *conn_write(ap_conn_t *c, const char *data, size_t len, size_t *sent)
 {
     ap_shm_add(c->worker->slot->bytes_out, len);
+    if (sent)
+        *sent = 0;
     if (c->writes_pending == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
         int n = uv_try_write(&c->io.stream, &b, 1);
+        if (n > 0 && sent)
+            *sent = (size_t)n;
         if (n >= 0 && (size_t)n == len)
-            return;
+            return NULL;
         if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
             ap_log_errno(AP_LOG_INFO, n, "writing a response failed");
-            ap_conn_close(c);
-            return;
+            close_gone(c);
+            return NULL;
         }
         if (n > 0) {
             data += n;
@@ -197,6 +229,7 @@ static void conn_write(ap_conn_t *c, const char *data, size_t len)
     }
     struct write_req *wr = ap_xmalloc(sizeof(*wr) + len);
     wr->conn = c;
+    wr->rec = NULL;
     wr->len = len;
     memcpy(wr->data, data, len);
     uv_buf_t b = uv_buf_init(wr->data, (unsigned int)len);
@@ -204,10 +237,29 @@ static void conn_write(ap_conn_t *c, const char *data, size_t len)
     if (rc < 0) {
         free(wr);
         ap_log_errno(AP_LOG_INFO, rc, "writing a response failed");
-        ap_conn_close(c);
-        return;
+        close_gone(c);
+        return NULL;
     }
     c->writes_pending++;
+    return wr;
+}
+
+/* The access log's line for a response just queued: logged now when the
+ * kernel took it all (or the write failed), else when the write request
+ * that carries its last byte completes. head_len + body_len bytes were
+ * queued. */
+static void log_response(ap_conn_t *c, ap_request_t *req, int status, size_t head_len,
+                         size_t body_len, struct write_req *wr, size_t sent)
+{
+    if (!ap_access_active)
+        return;
+    uint64_t body_sent = sent > head_len ? sent - head_len : 0;
+    if (body_sent > body_len)
+        body_sent = body_len;
+    if (wr)
+        wr->rec = ap_access_defer(c, req, status, body_len, body_sent);
+    else
+        ap_access_done(c, req, status, body_sent);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -247,19 +299,28 @@ static void enter_linger(ap_conn_t *c)
 static void send_error(ap_conn_t *c, int status, const char *detail)
 {
     const ap_config_t *conf = conf_of(c);
+    ap_request_t *req = &c->hp.req;
     ap_buf_t body;
     ap_buf_init(&body);
     ap_http_error_body(&body, status, detail);
+    /* Its X-Request-Id: the client's if the head got that far. */
+    ap_access_begin(req);
+    snprintf(req->error_code, sizeof(req->error_code), "AP%d", status);
     ap_buf_reset(&c->out);
-    ap_http_serialize(&c->out, status, conf->server_header, "application/json", NULL, 0, 0,
-                      body.data, body.len, 0);
+    ap_http_serialize(&c->out, status, conf->server_header, "application/json",
+                      &req->resp_headers, 0, 0, body.data, body.len, 0);
+    size_t body_len = body.len;
     ap_buf_cleanup(&body);
     ap_shm_add(c->worker->slot->requests, 1);
     ap_metrics_request(&c->worker->slot->metrics, c->hp.started ? (int)llhttp_get_method(&c->hp.llhttp) : -1,
                        status, AP_ROUTE_BUILTIN,
                        c->hp.req.start_us ? ap_clock_mono_us() - c->hp.req.start_us : 0);
     ap_log(AP_LOG_INFO, "client error %d: %s", status, detail ? detail : ap_http_reason(status));
-    conn_write(c, c->out.data, c->out.len);
+    /* The request is answered: a close from here on is no abort. */
+    c->state = AP_CONN_LINGER;
+    size_t sent;
+    struct write_req *wr = conn_write(c, c->out.data, c->out.len, &sent);
+    log_response(c, req, status, c->out.len - body_len, body_len, wr, sent);
     if (c->state != AP_CONN_CLOSING)
         enter_linger(c);
 }
@@ -300,6 +361,8 @@ static void dispatch(ap_conn_t *c)
     c->state = AP_CONN_HANDLING;
     uv_timer_stop(&c->timer);
     ap_shm_add(c->worker->slot->in_flight, 1);
+    /* Every response carries the request's id. */
+    ap_access_begin(&c->hp.req);
     ap_router_dispatch(&c->hp.req);
 }
 
@@ -316,10 +379,13 @@ static void conn_process(ap_conn_t *c)
         if (avail == 0) {
             if (c->eof) {
                 /* The client sent all it will; what it started is lost. */
-                if (c->writes_pending)
+                c->gone = 1;
+                if (c->writes_pending) {
+                    log_abort(c);
                     enter_linger(c);
-                else
+                } else {
                     ap_conn_close(c);
+                }
             }
             break;
         }
@@ -349,7 +415,7 @@ static void conn_process(ap_conn_t *c)
             if (req->expect_continue && req->has_body && c->in.len == c->in_off &&
                 req->http_minor == 1) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                conn_write(c, cont, sizeof(cont) - 1);
+                conn_write(c, cont, sizeof(cont) - 1, NULL);
             }
             break;
         }
@@ -381,6 +447,7 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
     ap_buf_reset(&c->out);
     ap_http_serialize(&c->out, status, conf->server_header, content_type, &req->resp_headers, keep,
                       req->http_minor == 0, body, len, req->method == HTTP_HEAD);
+    size_t body_len = req->method == HTTP_HEAD ? 0 : len;
     c->requests++;
     ap_shm_add(c->worker->slot->requests, 1);
     ap_shm_sub(c->worker->slot->in_flight, 1);
@@ -390,7 +457,9 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
     /* Leave HANDLING first: a failed write closes the connection, and the
      * request is no longer in flight. */
     c->state = keep ? AP_CONN_IDLE : AP_CONN_LINGER;
-    conn_write(c, c->out.data, c->out.len);
+    size_t sent;
+    struct write_req *wr = conn_write(c, c->out.data, c->out.len, &sent);
+    log_response(c, req, status, c->out.len - body_len, body_len, wr, sent);
     if (c->state == AP_CONN_CLOSING)
         return;
     ap_http_parser_next(&c->hp);
@@ -449,6 +518,8 @@ int ap_conn_accept(ap_worker_t *w, int fd, int family, int admin)
     }
     if (family != AF_UNIX)
         uv_tcp_nodelay(&c->io.tcp, 1);
+    if (ap_access_active)
+        ap_access_peer(c);
     enter_idle(c);
     update_reading(c);
     return 0;

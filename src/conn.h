@@ -48,6 +48,11 @@ typedef struct ap_conn_s {
     unsigned close_after : 1;   /* close once the pending writes are done */
     unsigned continue_sent : 1; /* "100 Continue" went out for this request */
     unsigned admin : 1;         /* accepted on the admin listener */
+    /* --- Access log (access_log.c) --- */
+    unsigned gone : 1;          /* the client closed or reset the connection */
+    unsigned peer_known : 1;    /* peer and peer_port are filled in */
+    uint16_t peer_port;         /* 0 for a Unix socket */
+    char peer[48];              /* the client's address, looked up at its first log line */
 } ap_conn_t;
 
 /* Takes an accepted, non-blocking socket (fd is owned from now on, closed

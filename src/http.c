@@ -93,9 +93,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     /* llhttp 8 joins obs-fold continuation lines into the value; RFC 9112
      * 5.2 lets a server reject them, and a proxy in front may read them
      * differently, so we do. A piece of a value that starts right after a
-     * line feed is such a continuation. */
-    char before = at > hp->exec_start ? at[-1] : hp->exec_prev;
-    if (before == '\n')
+     * line feed, indentation skipped, is such a continuation (llhttp takes
+     * the line break and indentation before the continuation of an empty
+     * value for leading whitespace). An empty value ("X-A:" CRLF) comes as
+     * an empty piece at the start of the next line: no continuation. */
+    const char *b = at;
+    while (b > hp->exec_start && (b[-1] == ' ' || b[-1] == '\t'))
+        b--;
+    char before = b > hp->exec_start ? b[-1] : hp->exec_prev;
+    if (before == '\n' && len > 0)
         return fail(hp, 400, "obsolete line folding in a header value");
     if (count_head(hp, len) < 0)
         return -1;
@@ -389,8 +395,14 @@ ap_http_event_t ap_http_parse(ap_http_parser_t *hp, const char *data, size_t len
     hp->exec_start = data;
     llhttp_errno_t err = llhttp_execute(&hp->llhttp, data, len);
     size_t parsed = err == HPE_PAUSED ? (size_t)(llhttp_get_error_pos(&hp->llhttp) - data) : len;
-    if (parsed > 0)
-        hp->exec_prev = data[parsed - 1];
+    /* The last byte before the next call's that is not indentation, for
+     * on_header_value's look behind. */
+    for (size_t i = parsed; i > 0; i--) {
+        if (data[i - 1] != ' ' && data[i - 1] != '\t') {
+            hp->exec_prev = data[i - 1];
+            break;
+        }
+    }
     if (err == HPE_OK || err == HPE_PAUSED) {
         int in_head = hp->started && !hp->head_done;
         if (err == HPE_OK) {
@@ -533,6 +545,7 @@ void ap_http_respond(ap_request_t *req, int status, const char *content_type, co
 
 void ap_http_respond_error(ap_request_t *req, int status, const char *details)
 {
+    snprintf(req->error_code, sizeof(req->error_code), "AP%d", status);
     ap_buf_t b;
     ap_buf_init(&b);
     ap_http_error_body(&b, status, details);

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "reqid.h"
 #include "str.h"
 
 struct ap_conn_s;
@@ -45,6 +46,13 @@ typedef struct ap_request_s {
      * answered after that. */
     void (*on_abort)(struct ap_request_s *req);
     void *handler_data;
+    /* --- Access log and tracing (access_log.c). Zeroed per request. --- */
+    char request_id[AP_REQID_MAX + 1]; /* echoed as X-Request-Id; "" until assigned */
+    uint8_t request_id_len;
+    ap_str_t traceparent; /* a valid W3C traceparent as sent; empty otherwise */
+    const char *role;     /* the database role it ran as, set by the API; NULL: none */
+    uint64_t db_us;       /* time its database queries took: the pool adds to it */
+    char error_code[16];  /* "code" of the JSON error body sent (PGRST..., SQLSTATE, AP4xx) */
 } ap_request_t;
 
 typedef enum {
@@ -72,7 +80,7 @@ typedef struct ap_http_parser_s {
     unsigned head_done : 1;      /* its head is complete */
     unsigned in_field : 1;       /* inside a header name */
     const char *exec_start;      /* the bytes being parsed now */
-    char exec_prev;              /* the last byte parsed before them */
+    char exec_prev;              /* the last byte parsed before them, spaces and tabs skipped */
     ap_http_event_t event;       /* what the last callback announced */
     int error_status;            /* for AP_HTTP_ERROR */
     const char *error_detail;    /* static text for the JSON body */

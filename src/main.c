@@ -13,6 +13,7 @@
 
 #include <yajl/yajl_tree.h>
 
+#include "access_log.h"
 #include "buf.h"
 #include "config.h"
 #include "control.h"
@@ -451,6 +452,17 @@ int main(int argc, char **argv)
     if (rc < 0) {
         fprintf(stderr, "apiary: cannot open error_log \"%s\": %s\n", conf->error_log,
                 strerror(-rc));
+        ap_config_free(conf);
+        free(abs_path);
+        return 1;
+    }
+    /* Workers open the access log themselves; a path they cannot open
+     * fails the start here, with a reason, rather than in every worker. */
+    rc = ap_access_check(conf);
+    if (rc < 0) {
+        fprintf(stderr, "apiary: cannot open [log] access \"%s\": %s\n", conf->access_log,
+                strerror(-rc));
+        ap_log_close();
         ap_config_free(conf);
         free(abs_path);
         return 1;

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "alloc.h"
 #include "clock.h"
 #include "control.h"
@@ -592,6 +593,21 @@ static int reload(void)
     }
     ap_buf_cleanup(&errors);
 
+    /* New workers open the access log: one they could not open fails the
+     * reload, as a listener that cannot be bound does. */
+    int arc = ap_access_check(conf);
+    if (arc < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "cannot open [log] access \"%s\": %s", conf->access_log,
+                 strerror(-arc));
+        ap_log(AP_LOG_ERR, "reload failed: %s; keeping the running configuration", msg);
+        ap_config_free(conf);
+        publish_reload("failed", msg);
+        reply_waiting(WAIT_RELOAD, 0, msg);
+        ap_sd_notify("READY=1\nSTATUS=reload failed: access log");
+        return -1;
+    }
+
     /* Listeners added are bound, removed ones closed (old workers keep
      * their copies until they exit); the rest stay as they are, so no
      * connection is refused. */
@@ -891,6 +907,10 @@ static void handle_signal(int sig, pid_t sender)
         if (rc < 0)
             ap_log_errno(AP_LOG_ERR, rc, "reopening the error log failed");
         ap_log(AP_LOG_NOTICE, "log files reopened");
+        /* Workers reopen theirs (the access log too) on the signal; one
+         * that misses it (still starting) sees the generation move at its
+         * next heartbeat. */
+        ap_shm_add(M.shm->log_generation, 1);
         signal_all(SIGUSR1, 0);
         break;
     }

@@ -107,13 +107,22 @@ static void query_free(ap_pg_query_t *q)
     free(q);
 }
 
+/* Calls done once, for an owner still waiting; first adds the time since
+ * the submission to the owner's db_us. */
+static void answer(ap_pg_query_t *q, ap_pg_status_t st, PGresult *res)
+{
+    if (q->abandoned || q->answered)
+        return;
+    q->answered = 1;
+    if (q->db_us)
+        *q->db_us += ap_clock_mono_us() - q->submitted_us;
+    q->done(q, st, res);
+}
+
 /* Hands the outcome to the owner, unless it left, and frees the query. */
 static void query_finish(ap_pg_query_t *q, ap_pg_status_t st)
 {
-    if (!q->abandoned && !q->answered) {
-        q->answered = 1;
-        q->done(q, st, st == AP_PG_OK ? q->result : NULL);
-    }
+    answer(q, st, st == AP_PG_OK ? q->result : NULL);
     query_free(q);
 }
 
@@ -392,10 +401,7 @@ static void set_db_ok(ap_pg_pool_t *p, int ok)
             continue;
         q->cancelled_at = now;
         ap_pg_cancel(p->loop, p->conns[i].pg);
-        if (!q->abandoned && !q->answered) {
-            q->answered = 1;
-            q->done(q, AP_PG_UNAVAILABLE, NULL);
-        }
+        answer(q, AP_PG_UNAVAILABLE, NULL);
     }
     pool_rearm(p);
 }
@@ -620,10 +626,7 @@ static void on_timer(uv_timer_t *t)
                 q->cancelled_at = now;
                 ap_log(AP_LOG_WARN, "request_timeout: cancelling the statement");
                 ap_pg_cancel(p->loop, c->pg);
-                if (!q->abandoned && !q->answered) {
-                    q->answered = 1;
-                    q->done(q, AP_PG_DEADLINE, NULL);
-                }
+                answer(q, AP_PG_DEADLINE, NULL);
             }
         } else if (c->state == PC_DOWN && !p->closing && now >= c->retry_at) {
             conn_connect(c);

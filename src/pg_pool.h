@@ -59,6 +59,9 @@ struct ap_pg_query_s {
     ap_pg_done_cb done;
     void *data;
     void (*free_data)(void *data);   /* when set, frees data with the query */
+    uint64_t *db_us;                 /* when set, the time from submit to answer (pool wait
+                                      * included) is added here just before done runs: a
+                                      * request's db_us, for its access log line */
 
     /* The pool's. */
     ap_pg_pool_t *pool;

@@ -69,6 +69,7 @@ typedef struct ap_shm_s {
     uint32_t magic;
     uint32_t nslots;
     uint32_t draining; /* set by `apiary -s drain`: every /ready fails */
+    uint32_t log_generation; /* bumped by the master on USR1: workers reopen their logs */
     int32_t master_pid;
     /* Written by the master only, for status views; the sequence number
      * is odd while an update is in progress (readers retry). */

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "alloc.h"
 #include "clock.h"
 #include "conn.h"
@@ -158,10 +159,27 @@ void ap_worker_update_state(ap_worker_t *w)
     update_accepting(w, next);
 }
 
+/* USR1: the error log and the access log are reopened by path. */
+static void reopen_logs(ap_worker_t *w)
+{
+    w->log_generation = ap_shm_load(w->shm->log_generation);
+    int rc = ap_log_reopen();
+    if (rc < 0)
+        ap_log_errno(AP_LOG_ERR, rc, "reopening the error log failed");
+    rc = ap_access_reopen();
+    if (rc < 0)
+        ap_log_errno(AP_LOG_ERR, rc, "reopening the access log \"%s\" failed",
+                     w->conf->access_log);
+}
+
 static void on_heartbeat(uv_timer_t *t)
 {
     ap_worker_t *w = t->data;
     ap_shm_store(w->slot->heartbeat_ms, ap_clock_mono_ms());
+    /* The master bumps the generation before it sends USR1: a worker
+     * that missed the signal (it was starting) catches up here. */
+    if (ap_shm_load(w->shm->log_generation) != w->log_generation)
+        reopen_logs(w);
     ap_worker_update_state(w);
 }
 
@@ -212,12 +230,9 @@ static void on_signal(uv_signal_t *s, int signum)
         for (ap_conn_t *c = w->conns; c; c = c->next)
             ap_conn_close(c);
         break;
-    case SIGUSR1: {
-        int rc = ap_log_reopen();
-        if (rc < 0)
-            ap_log_errno(AP_LOG_ERR, rc, "reopening the error log failed");
+    case SIGUSR1:
+        reopen_logs(w);
         break;
-    }
     }
 }
 
@@ -246,6 +261,9 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the master, which tells us */
     signal(SIGHUP, SIG_IGN);
+    /* A USR1 sent before the handler below is in place must not kill the
+     * worker (its default action); the heartbeat catches up on it. */
+    signal(SIGUSR1, SIG_IGN);
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
@@ -289,6 +307,10 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
 
+    /* After the USR1 handler: a rotation from here on is seen. */
+    w.log_generation = ap_shm_load(shm->log_generation);
+    ap_access_init(w.loop, conf, id);
+
     w.polls = ap_xcalloc(nlisteners, sizeof(*w.polls));
     for (size_t i = 0; i < nlisteners; i++) {
         rc = uv_poll_init(w.loop, &w.polls[i], listeners[i].fd);
@@ -314,8 +336,11 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     ap_db_close(w.db);
     /* Close every handle and let their callbacks run, so that the process
      * exits with nothing leaked. */
+    ap_access_stop();
     uv_walk(w.loop, close_walk, NULL);
     uv_run(w.loop, UV_RUN_DEFAULT);
+    /* Responses still queued were logged as their writes were cancelled. */
+    ap_access_close();
     rc = uv_loop_close(w.loop);
     if (rc < 0)
         ap_log_errno(AP_LOG_WARN, rc, "uv_loop_close() failed");

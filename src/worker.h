@@ -30,6 +30,7 @@ typedef struct ap_worker_s {
     ap_db_t *db;             /* NULL without [database] uri */
     struct ap_conn_s *conns; /* every open connection */
     size_t nconns;
+    uint32_t log_generation; /* the shm's log_generation when the logs were last opened */
     unsigned draining : 1;
     unsigned accepting : 1;
     unsigned stopping : 1;

@@ -91,6 +91,10 @@ server_header = off
 [log]
 level = debug
 error_log = stderr
+access = stderr
+access_format = combined
+access_query = off
+slow_ms = 250
 EOF
     is($code, 0, '-t accepts every documented key') or diag($err);
 }
@@ -137,6 +141,11 @@ my @bad = (
     ['missing port', "[server]\nlisten = 127.0.0.1\n", 2, 'server.listen'],
     ['relative unix path', "[server]\nlisten = unix:relative.sock\n", 2, 'server.listen'],
     ['bad backlog', "[server]\nlisten = 127.0.0.1:$port backlog=abc\n", 2, 'server.listen'],
+    ['access_format = xml', "${HEAD}[log]\naccess_format = xml\n", 5, 'log.access_format',
+        qr/^expected json or combined, got "xml"$/],
+    ['access_query = yes', "${HEAD}[log]\naccess_query = yes\n", 5, 'log.access_query',
+        qr/^expected on or off, got "yes"$/],
+    ['slow_ms with a unit', "${HEAD}[log]\nslow_ms = 1s\n", 5, 'log.slow_ms'],
     ['unknown key', "${HEAD}wrokers = 2\n", 4, 'server.wrokers'],
     ['unknown key in [log]', "${HEAD}[log]\nlevl = info\n", 5, 'log.levl'],
     ['bad log level', "${HEAD}[log]\nlevel = verbose\n", 5, 'log.level'],

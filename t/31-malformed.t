@@ -78,6 +78,7 @@ my @cases = (
     ['DEL in a value', "GET /live HTTP/1.1\r\n${H}X-A: a\x7fb\r\n\r\n", 400],
     ['CR inside a value', "GET /live HTTP/1.1\r\n${H}X-A: a\rb\r\n\r\n", 400],
     ['obs-fold continuation line', "GET /live HTTP/1.1\r\n${H}X-A: a\r\n b\r\n\r\n", 400],
+    ['obs-fold after an empty value', "GET /live HTTP/1.1\r\n${H}X-A:\r\n b\r\n\r\n", 400],
     ['whitespace before the first header', "GET /live HTTP/1.1\r\n Host: localhost\r\n\r\n", 400],
     ['bare LF line endings', "GET /live HTTP/1.1\nHost: localhost\n\n", 400],
     ['bare LF in one header line', "GET /live HTTP/1.1\r\n${H}X-A: 1\nX-B: 2\r\n\r\n", 400],

@@ -98,6 +98,9 @@ int main(void)
     is_int(STATUS("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"), 400, "CL and TE: 400");
     is_int(STATUS("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400, "two Content-Lengths: 400");
     is_int(STATUS("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"), 400, "obs-fold: 400");
+    is_int(STATUS("GET / HTTP/1.1\r\nHost: a\r\nX:\r\n b\r\n\r\n"), 400, "obs-fold after an empty value: 400");
+    is_int(STATUS("GET / HTTP/1.1\r\nHost: a\r\nX:\r\nY: 1\r\n\r\n"), 0, "an empty value: accepted");
+    is_int(STATUS("GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n"), 0, "an empty value, a space before CRLF: accepted");
     is_int(STATUS("GET / HTTP/1.1\nHost: a\n\n"), 400, "bare LF: 400");
     is_int(STATUS("GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"), 400, "bare CR: 400");
     is_int(STATUS("GET / HTTP/1.1\r\nHo st: a\r\n\r\n"), 400, "space in a header name: 400");
