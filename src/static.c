@@ -812,6 +812,7 @@ static void redirect_dir(ap_static_t *s, ap_request_t *req, int ri, const char *
     append_url_path(&loc, rel, rlen);
     if (rlen)
         ap_buf_append_char(&loc, '/');
+    /* The query goes along, as the client sent it. */
     if (req->query.len) {
         ap_buf_append_char(&loc, '?');
         ap_buf_append(&loc, req->query.p, req->query.len);
@@ -1020,6 +1021,11 @@ void ap_static_handle(ap_static_t *s, ap_request_t *req, int ri)
     }
     size_t plen = strcmp(root->prefix, "/") == 0 ? 0 : strlen(root->prefix);
     ap_str_t rest = ap_str_make(req->path.p + plen, req->path.len - plen);
+    if (plen > 0 && rest.len == 0 && conf->static_index) {
+        /* "/app" is the directory "/app/". */
+        redirect_dir(s, req, ri, "", 0);
+        return;
+    }
     int dir;
     int bad = ap_static_normalise(rest, &s->rel, &dir);
     if (bad == 400) {
