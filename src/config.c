@@ -53,8 +53,7 @@ typedef struct {
 /* Media types compressed on the fly by default: text that compresses well.
  * Images, fonts (but SVG), archives and video already are compressed. */
 #define AP_GZIP_DEFAULT_TYPES                                                                      \
-    "text/html text/css text/plain text/xml text/javascript text/csv text/markdown "             \
-    "application/javascript application/json application/*+json application/xml "               \
+    "text/* application/javascript application/json application/*+json application/xml "         \
     "application/*+xml image/svg+xml application/wasm"
 #define DAY_MS (24ULL * 3600 * 1000)
 #define GIB (1024ULL * 1024 * 1024)

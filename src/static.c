@@ -435,11 +435,11 @@ static void entry_validators(fc_entry_t *e)
     ap_clock_http_date((int64_t)e->st.st_mtim.tv_sec, e->last_modified, sizeof(e->last_modified));
 }
 
-static const char *root_real(ap_static_t *s, int ri)
+static const char *root_real(ap_static_t *s, int ri, int force)
 {
     root_state_t *r = &s->roots[ri];
     uint64_t now = ap_clock_mono_ms();
-    if (r->real == NULL || now - r->checked_ms >= AP_ROOT_RECHECK_MS) {
+    if (r->real == NULL || force || now - r->checked_ms >= AP_ROOT_RECHECK_MS) {
         char *real = realpath(s->conf->static_roots[ri].dir, NULL);
         if (real) {
             free(r->real);
@@ -476,18 +476,24 @@ static int path_allowed(ap_static_t *s, int ri, int fd, const char *rel, size_t 
         return 0;
     }
     real[n] = '\0';
-    const char *rr = root_real(s, ri);
-    if (rr == NULL)
-        return 0;
-    size_t rl = strlen(rr);
-    if (rl == 1)
-        rl = 0; /* the root directory "/" */
-    if (strncmp(real, rr, rl) != 0 || real[rl] != '/')
-        return 0;
-    if (mode == AP_SYMLINKS_INSIDE)
-        return 1;
-    /* off: the file must be exactly where its name says. */
-    return (size_t)n == rl + 1 + rlen && memcmp(real + rl + 1, rel, rlen) == 0;
+    /* A refusal looks at the root again first: a deployment may just have
+     * switched the link that is the root. */
+    for (int force = 0; force < 2; force++) {
+        const char *rr = root_real(s, ri, force);
+        if (rr == NULL)
+            continue;
+        size_t rl = strlen(rr);
+        if (rl == 1)
+            rl = 0; /* the root directory "/" */
+        if (strncmp(real, rr, rl) != 0 || real[rl] != '/')
+            continue;
+        if (mode == AP_SYMLINKS_INSIDE)
+            return 1;
+        /* off: the file must be exactly where its name says. */
+        if ((size_t)n == rl + 1 + rlen && memcmp(real + rl + 1, rel, rlen) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* Opens (or finds in the cache) the file at s->path (rel is its part under
@@ -642,7 +648,7 @@ ap_static_t *ap_static_new(const ap_config_t *conf)
     ap_buf_init(&s->path);
     ap_buf_init(&s->body);
     for (size_t i = 0; i < conf->nstatic_roots; i++) {
-        root_real(s, (int)i);
+        root_real(s, (int)i, 1);
         ap_log(AP_LOG_DEBUG, "static: %s from %s", conf->static_roots[i].prefix,
                conf->static_roots[i].dir);
     }

@@ -80,9 +80,14 @@ symlink("$dir/outside", "$www/outdir") or die "symlink: $!";
 symlink("a.txt", "$www/link.txt") or die "symlink: $!";
 symlink("../a.txt", "$www/sub/uplink.txt") or die "symlink: $!";
 POSIX::mkfifo("$www/fifo", 0644) or die "mkfifo: $!";
+# A deployment: the root is a link to a release directory, switched.
+put('releases/v1/page.txt', "v1\n");
+put('releases/v2/page.txt', "v2\n");
+put('releases/v2/only-v2.txt', "new in v2\n");
+symlink("$dir/releases/v1", "$dir/current") or die "symlink: $!";
 
 my %STATIC = (
-    root => ["/ $www", "/app $dir/app fallback=/index.html"],
+    root => ["/ $www", "/app $dir/app fallback=/index.html", "/rel $dir/current"],
     cache_control => ['/assets/* public, max-age=31536000, immutable', '*.html no-cache'],
 );
 $t->write_config(config => {
@@ -567,6 +572,19 @@ for my $m (qw(POST PUT DELETE PATCH OPTIONS)) {
     unlink "$www/changing.txt";
     ok(wait_for(sub { get('/changing.txt')->{status} == 404 }, timeout => 5, interval => 0.2),
         'a deleted file: 404');
+}
+
+# A root that is a link switched by a deployment (ln -sfn, as a rename).
+{
+    is(get('/rel/page.txt')->{body}, "v1\n", 'a linked root: the release it points to');
+    is(get('/rel/only-v2.txt')->{status}, 404, '... a file of the next release: not yet');
+    symlink("$dir/releases/v2", "$dir/current.new") or die "symlink: $!";
+    rename("$dir/current.new", "$dir/current") or die "rename: $!";
+    my $r = get('/rel/only-v2.txt');
+    is($r->{status}, 200, 'switched: a file only the new release has, at once');
+    is($r->{body}, "new in v2\n", '... its content');
+    ok(wait_for(sub { get('/rel/page.txt')->{body} eq "v2\n" }, timeout => 5, interval => 0.2),
+        '... and a cached file comes from the new release within open_file_cache_valid');
 }
 
 # ---------------------------------------------------------------------------
