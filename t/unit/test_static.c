@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <zlib.h>
 
+#include "config.h"
 #include "gzip.h"
 #include "mime.h"
 #include "static.h"
@@ -194,6 +195,51 @@ int main(void)
     ok(ap_gzip_compress(&z, "", 0, 1) == 0 && z.len >= 18, "an empty body is a valid gzip member");
     ap_buf_cleanup(&z);
     ap_gzip_cleanup();
+
+    /* [static] and [gzip] in the configuration */
+    ap_buf_t err;
+    ap_buf_init(&err);
+    ap_config_t *c = ap_config_parse("t.conf", "", 0, NULL, &err);
+    ok(c && c->nstatic_roots == 0 && strcmp(c->static_index, "index.html") == 0 &&
+           c->static_symlinks == AP_SYMLINKS_INSIDE && c->static_precompressed == 1 &&
+           c->gzip == 0 && c->gzip_min_length == 1024 && c->gzip_level == 1 &&
+           c->open_file_cache == 1000 && c->open_file_cache_valid_ms == 2000 &&
+           strcmp(c->mime_types, "/etc/mime.types") == 0,
+       "defaults: no root, index.html, inside, precompressed, gzip off");
+    ap_config_free(c);
+    const char *text = "[static]\nroot = /assets/ /tmp/\nroot = / / fallback=/etc/hostname\n"
+                       "index = off\nfollow_symlinks = off\ncache_control = *.html  no-cache \n"
+                       "mime_types =\nopen_file_cache = 0\n[gzip]\nenable = on\nlevel = 6\n";
+    ap_buf_reset(&err);
+    c = ap_config_parse("t.conf", text, strlen(text), NULL, &err);
+    ok(c != NULL, "a [static] section parses");
+    if (c == NULL)
+        printf("# %s", err.data);
+    if (c) {
+        is_int(c->nstatic_roots, 2, "two roots");
+        is_str(c->static_roots[0].prefix, "/assets", "the trailing slash of a prefix is dropped");
+        is_str(c->static_roots[0].dir, "/tmp", "... and of a directory");
+        ok(c->static_roots[0].fallback == NULL && c->static_roots[0].line == 2, "no fallback; line 2");
+        is_str(c->static_roots[1].fallback, "etc/hostname", "the fallback, relative");
+        ok(c->static_index == NULL, "index = off");
+        is_int(c->static_symlinks, AP_SYMLINKS_OFF, "follow_symlinks = off");
+        is_int(c->ncache_rules, 1, "one cache rule");
+        is_str(c->cache_rules[0].pattern, "*.html", "its pattern");
+        is_str(c->cache_rules[0].value, "no-cache", "its value, trimmed");
+        ok(c->mime_types == NULL, "mime_types empty: built-in only");
+        ok(c->gzip == 1 && c->gzip_level == 6, "gzip on, level 6");
+        ap_config_free(c);
+    }
+    char *env[] = {"APIARY_STATIC_ROOT=/a /tmp, /b /", "APIARY_STATIC_CACHE_CONTROL=*.js a, b; *.css c",
+                   "APIARY_GZIP_ENABLE=yes", NULL};
+    ap_buf_reset(&err);
+    c = ap_config_parse("t.conf", text, strlen(text), env, &err);
+    ok(c && c->nstatic_roots == 2 && strcmp(c->static_roots[1].prefix, "/b") == 0 &&
+           c->static_roots[1].fallback == NULL && c->ncache_rules == 2 &&
+           strcmp(c->cache_rules[0].value, "a, b") == 0 && c->gzip == 1,
+       "environment lists replace the file's roots and rules");
+    ap_config_free(c);
+    ap_buf_cleanup(&err);
 
     return done_testing();
 }
