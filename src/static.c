@@ -21,9 +21,9 @@
 #include "mime.h"
 #include "worker.h"
 
-/* Files above this size are not gzipped on the fly: compressing them
- * would hold up the worker's loop. Precompress them (.gz, .br) instead. */
-#define AP_GZIP_STATIC_MAX (4 * 1024 * 1024)
+/* Files above this size are not gzipped on the fly: compressing them (some
+ * milliseconds) would hold up the worker's loop. Precompress them instead. */
+#define AP_GZIP_STATIC_MAX (1024 * 1024)
 /* How often a root directory's real path is looked up again (it may be a
  * symbolic link that a deployment switches). */
 #define AP_ROOT_RECHECK_MS 1000
@@ -45,6 +45,7 @@ typedef struct fc_entry_s {
     unsigned refs;
     unsigned in_cache : 1;
     unsigned meta_done : 1;    /* content_type and cache_control are set */
+    unsigned compressible : 1; /* content_type is one of [gzip] types */
     const char *content_type;  /* for the file as a primary representation */
     const char *cache_control; /* NULL: none */
     char etag[64];
@@ -765,6 +766,7 @@ static void entry_meta(ap_static_t *s, fc_entry_t *e, int ri, const char *rel)
     snprintf(url, sizeof(url), "%s/%s", strcmp(prefix, "/") == 0 ? "" : prefix, rel);
     e->content_type = ap_mime_type(s->mime, rel, strlen(rel));
     e->cache_control = cache_control_for(s->conf, url);
+    e->compressible = ap_gzip_type_ok(s->conf, e->content_type) != 0;
     e->meta_done = 1;
 }
 
@@ -884,6 +886,14 @@ static int read_all(ap_static_t *s, fc_entry_t *e)
     return 0;
 }
 
+/* ap_http_add_header() without printf: this runs for every file. */
+static void add_header(ap_request_t *req, const char *line, const char *value)
+{
+    ap_buf_append_str(&req->resp_headers, line);
+    ap_buf_append_str(&req->resp_headers, value);
+    ap_buf_append(&req->resp_headers, "\r\n", 2);
+}
+
 static void serve(ap_static_t *s, ap_request_t *req, int ri, fc_entry_t *e, const char *rel,
                   const conds_t *c)
 {
@@ -892,8 +902,7 @@ static void serve(ap_static_t *s, ap_request_t *req, int ri, fc_entry_t *e, cons
     const char *ctype = e->content_type;
     fc_entry_t *body = e; /* the representation sent */
     const char *encoding = NULL;
-    int compressible = ap_gzip_type_ok(conf, ctype);
-    int vary = compressible && (conf->gzip || conf->static_precompressed);
+    int vary = e->compressible && (conf->gzip || conf->static_precompressed);
 
     /* A precompressed sibling the client accepts, br before gzip at the
      * same q. */
@@ -927,25 +936,27 @@ static void serve(ap_static_t *s, ap_request_t *req, int ri, fc_entry_t *e, cons
 
     /* On the fly: a compressible file without a sibling, not too large,
      * and not a range request (ranges address the identity bytes). */
-    int gz = 0;
-    if (body == e && !(c->range && req->method == HTTP_GET) &&
-        e->st.st_size <= AP_GZIP_STATIC_MAX &&
-        ap_gzip_decide(req, 200, ctype, (size_t)e->st.st_size) == AP_GZIP_YES)
-        gz = 1;
+    int gz = body == e && conf->gzip && e->compressible && !(c->range && req->method == HTTP_GET) &&
+             e->st.st_size > 0 && (uint64_t)e->st.st_size >= conf->gzip_min_length &&
+             e->st.st_size <= AP_GZIP_STATIC_MAX && c->accept_encoding &&
+             ap_gzip_accept_q(*c->accept_encoding, AP_STR("gzip")) > 0;
 
-    char etag[72];
-    if (gz)
-        snprintf(etag, sizeof(etag), "W/%s", body->etag); /* nginx does the same */
-    else
-        snprintf(etag, sizeof(etag), "%s", body->etag);
+    char etag[sizeof(body->etag) + 2];
+    if (gz) {
+        /* Another representation, equivalent: weak (nginx does the same). */
+        memcpy(etag, "W/", 2);
+        strcpy(etag + 2, body->etag);
+    } else {
+        strcpy(etag, body->etag);
+    }
 
     int pre = preconditions(c, etag, body->st.st_mtim.tv_sec);
-    ap_http_add_header(req, "ETag", etag);
-    ap_http_add_header(req, "Last-Modified", body->last_modified);
+    add_header(req, "ETag: ", etag);
+    add_header(req, "Last-Modified: ", body->last_modified);
     if (e->cache_control)
-        ap_http_add_header(req, "Cache-Control", e->cache_control);
+        add_header(req, "Cache-Control: ", e->cache_control);
     if (vary)
-        ap_http_add_header(req, "Vary", "Accept-Encoding");
+        add_header(req, "Vary: ", "Accept-Encoding");
     if (pre) {
         if (pre == 412)
             ap_http_respond_error(req, 412, "the file does not match the request's preconditions");
@@ -968,8 +979,8 @@ static void serve(ap_static_t *s, ap_request_t *req, int ri, fc_entry_t *e, cons
     }
 
     if (encoding)
-        ap_http_add_header(req, "Content-Encoding", encoding);
-    ap_http_add_header(req, "Accept-Ranges", "bytes");
+        add_header(req, "Content-Encoding: ", encoding);
+    add_header(req, "Accept-Ranges: ", "bytes");
     uint64_t size = (uint64_t)body->st.st_size, first = 0, last = size ? size - 1 : 0;
     int status = 200;
     if (c->range && req->method == HTTP_GET &&
