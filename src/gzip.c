@@ -173,14 +173,23 @@ int ap_gzip_compress(ap_buf_t *out, const void *in, size_t len, int level)
     return 0;
 }
 
-void ap_gzip_add_vary(ap_request_t *req)
+/* Whether the response being built has a header line starting with
+ * name (lower case, colon included). */
+static int has_header(const ap_request_t *req, const char *name)
 {
     const ap_buf_t *h = &req->resp_headers;
-    for (size_t i = 0; i + 5 <= h->len; i++) {
-        if ((i == 0 || h->data[i - 1] == '\n') && strncasecmp(h->data + i, "vary:", 5) == 0)
-            return;
+    size_t n = strlen(name);
+    for (size_t i = 0; i + n <= h->len; i++) {
+        if ((i == 0 || h->data[i - 1] == '\n') && strncasecmp(h->data + i, name, n) == 0)
+            return 1;
     }
-    ap_http_add_header(req, "Vary", "Accept-Encoding");
+    return 0;
+}
+
+void ap_gzip_add_vary(ap_request_t *req)
+{
+    if (!has_header(req, "vary:"))
+        ap_http_add_header(req, "Vary", "Accept-Encoding");
 }
 
 int ap_gzip_response(ap_request_t *req, int status, const char *ctype, const void *body,
@@ -192,7 +201,7 @@ int ap_gzip_response(ap_request_t *req, int status, const char *ctype, const voi
     if (v == AP_GZIP_NO)
         return 0;
     ap_gzip_add_vary(req);
-    if (v == AP_GZIP_VARY)
+    if (v == AP_GZIP_VARY || has_header(req, "content-encoding:"))
         return 0;
     if (ap_gzip_compress(out, body, len, (int)req->conn->worker->conf->gzip_level) < 0)
         return 0;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +65,7 @@ struct ap_static_s {
     fc_entry_t **buckets;
     size_t nbuckets; /* power of two */
     size_t count;    /* entries in the cache */
+    size_t max;      /* open_file_cache, within a quarter of RLIMIT_NOFILE */
     fc_entry_t *lru_head, *lru_tail;
     ap_buf_t rel;  /* the normalised relative path of the request */
     ap_buf_t path; /* file names being opened */
@@ -570,7 +572,7 @@ static fc_entry_t *file_open(ap_static_t *s, int ri, const char *rel, size_t rle
         *err = errno;
         if (*err == ENOTDIR || *err == ENAMETOOLONG || *err == ELOOP)
             *err = ENOENT;
-        if (negative && *err == ENOENT && conf->open_file_cache > 0)
+        if (negative && *err == ENOENT && s->max > 0)
             goto cache_negative;
         return NULL;
     }
@@ -588,7 +590,7 @@ static fc_entry_t *file_open(ap_static_t *s, int ri, const char *rel, size_t rle
     if (!S_ISREG(st.st_mode) || !path_allowed(s, ri, fd, rel, rlen)) {
         close(fd);
         *err = ENOENT;
-        if (negative && conf->open_file_cache > 0)
+        if (negative && s->max > 0)
             goto cache_negative;
         return NULL;
     }
@@ -608,9 +610,9 @@ insert:
     e->hash = h;
     e->root = ri;
     e->checked_ms = now;
-    if (conf->open_file_cache > 0) {
+    if (s->max > 0) {
         /* Make room: the least recently used entries go first. */
-        while (s->count >= conf->open_file_cache && s->lru_tail)
+        while (s->count >= s->max && s->lru_tail)
             cache_remove(s, s->lru_tail);
         fc_entry_t **b = &s->buckets[h & (s->nbuckets - 1)];
         e->hnext = *b;
@@ -639,9 +641,22 @@ ap_static_t *ap_static_new(const ap_config_t *conf)
     s->conf = conf;
     s->mime = ap_mime_new(conf->mime_types, conf->default_type);
     s->roots = ap_xcalloc(conf->nstatic_roots, sizeof(*s->roots));
-    if (conf->open_file_cache > 0) {
+    s->max = conf->open_file_cache;
+    /* Cached descriptors must leave room for connections: a worker that
+     * cannot accept because its cache holds the descriptors is worse than
+     * a smaller cache. */
+    struct rlimit rl;
+    if (s->max > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        s->max > rl.rlim_cur / 4) {
+        s->max = rl.rlim_cur / 4;
+        ap_log(AP_LOG_NOTICE,
+               "[static] open_file_cache lowered from %llu to %zu: a quarter of the open-files "
+               "limit (%llu); raise it (ulimit -n, LimitNOFILE=) to cache more",
+               (unsigned long long)conf->open_file_cache, s->max, (unsigned long long)rl.rlim_cur);
+    }
+    if (s->max > 0) {
         s->nbuckets = 16;
-        while (s->nbuckets < conf->open_file_cache * 2)
+        while (s->nbuckets < s->max * 2)
             s->nbuckets *= 2;
         s->buckets = ap_xcalloc(s->nbuckets, sizeof(*s->buckets));
     }

@@ -2,6 +2,7 @@
 /* Unit tests: static-file path normalisation, Range and date parsing,
  * entity-tag matching, Accept-Encoding q-values, media types, gzip. */
 #include <stdlib.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "config.h"
@@ -154,19 +155,21 @@ int main(void)
     is_str(ap_mime_type(m, "dir.d/file", 10), "application/octet-stream", "a dot in a directory");
     is_str(ap_mime_type(m, "x.", 2), "application/octet-stream", "a trailing dot");
     ap_mime_free(m);
-    FILE *f = fopen("test_static.mime", "w");
+    char mpath[] = "/tmp/test_static.mime.XXXXXX";
+    int mfd = mkstemp(mpath);
+    FILE *f = mfd >= 0 ? fdopen(mfd, "w") : NULL;
     if (f) {
         fputs("# comment\ntext/x-test tst  TS2\napplication/json json\nbad-line zz\n", f);
         fclose(f);
     }
-    m = ap_mime_new("test_static.mime", "text/plain");
+    m = ap_mime_new(mpath, "text/plain");
     is_str(ap_mime_type(m, "a.tst", 5), "text/x-test; charset=utf-8", "from the file");
     is_str(ap_mime_type(m, "a.ts2", 5), "text/x-test; charset=utf-8", "file extensions in any case");
     is_str(ap_mime_type(m, "a.zz", 4), "text/plain; charset=utf-8", "a line without a type/subtype is skipped");
     is_str(ap_mime_type(m, "a.css", 5), "text/css; charset=utf-8", "built-in for what the file lacks");
     is_str(ap_mime_type(m, "noext", 5), "text/plain; charset=utf-8", "default_type");
     ap_mime_free(m);
-    remove("test_static.mime");
+    remove(mpath);
 
     /* gzip round trip, twice on the same stream */
     for (int round = 0; round < 2; round++) {
