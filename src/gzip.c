@@ -108,8 +108,7 @@ int ap_gzip_type_ok(const ap_config_t *conf, const char *ctype)
     return 0;
 }
 
-ap_gzip_verdict_t ap_gzip_decide(const ap_request_t *req, int status, const char *ctype,
-                                 size_t len)
+ap_gzip_verdict_t ap_gzip_decide(const ap_request_t *req, int status, const char *ctype, size_t len)
 {
     const ap_config_t *conf = req->conn->worker->conf;
     if (!conf->gzip || ctype == NULL || status < 200 || status == 204 || status == 206 ||
@@ -192,8 +191,8 @@ void ap_gzip_add_vary(ap_request_t *req)
         ap_http_add_header(req, "Vary", "Accept-Encoding");
 }
 
-int ap_gzip_response(ap_request_t *req, int status, const char *ctype, const void *body,
-                     size_t len, ap_buf_t *out)
+int ap_gzip_response(ap_request_t *req, int status, const char *ctype, const void *body, size_t len,
+                     ap_buf_t *out)
 {
     if (!req->conn->worker->conf->gzip)
         return 0;

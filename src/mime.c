@@ -31,24 +31,24 @@ struct ap_mime_s {
 
 /* What a browser needs right when mime.types is missing or old. */
 static const char *const builtin[][2] = {
-    {"html", "text/html"},          {"htm", "text/html"},
-    {"css", "text/css"},            {"js", "text/javascript"},
-    {"mjs", "text/javascript"},     {"json", "application/json"},
-    {"map", "application/json"},    {"webmanifest", "application/manifest+json"},
-    {"txt", "text/plain"},          {"md", "text/markdown"},
-    {"csv", "text/csv"},            {"xml", "application/xml"},
-    {"svg", "image/svg+xml"},       {"png", "image/png"},
-    {"jpg", "image/jpeg"},          {"jpeg", "image/jpeg"},
-    {"gif", "image/gif"},           {"webp", "image/webp"},
-    {"avif", "image/avif"},         {"ico", "image/vnd.microsoft.icon"},
-    {"woff", "font/woff"},          {"woff2", "font/woff2"},
-    {"ttf", "font/ttf"},            {"otf", "font/otf"},
-    {"wasm", "application/wasm"},   {"pdf", "application/pdf"},
-    {"mp4", "video/mp4"},           {"webm", "video/webm"},
-    {"mp3", "audio/mpeg"},          {"ogg", "audio/ogg"},
-    {"wav", "audio/wav"},           {"zip", "application/zip"},
-    {"gz", "application/gzip"},     {"br", "application/x-brotli"},
-    {"tar", "application/x-tar"},   {"txt", "text/plain"},
+    {"html", "text/html"},        {"htm", "text/html"},
+    {"css", "text/css"},          {"js", "text/javascript"},
+    {"mjs", "text/javascript"},   {"json", "application/json"},
+    {"map", "application/json"},  {"webmanifest", "application/manifest+json"},
+    {"txt", "text/plain"},        {"md", "text/markdown"},
+    {"csv", "text/csv"},          {"xml", "application/xml"},
+    {"svg", "image/svg+xml"},     {"png", "image/png"},
+    {"jpg", "image/jpeg"},        {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},         {"webp", "image/webp"},
+    {"avif", "image/avif"},       {"ico", "image/vnd.microsoft.icon"},
+    {"woff", "font/woff"},        {"woff2", "font/woff2"},
+    {"ttf", "font/ttf"},          {"otf", "font/otf"},
+    {"wasm", "application/wasm"}, {"pdf", "application/pdf"},
+    {"mp4", "video/mp4"},         {"webm", "video/webm"},
+    {"mp3", "audio/mpeg"},        {"ogg", "audio/ogg"},
+    {"wav", "audio/wav"},         {"zip", "application/zip"},
+    {"gz", "application/gzip"},   {"br", "application/x-brotli"},
+    {"tar", "application/x-tar"}, {"txt", "text/plain"},
 };
 
 static uint32_t hash_ext(const char *s, size_t n)
@@ -62,8 +62,8 @@ static uint32_t hash_ext(const char *s, size_t n)
 int ap_mime_is_text(const char *type, size_t len)
 {
     static const char *const text[] = {
-        "application/javascript", "application/json",     "application/xml",
-        "application/xhtml+xml",  "application/rss+xml",  "application/atom+xml",
+        "application/javascript",    "application/json",    "application/xml",
+        "application/xhtml+xml",     "application/rss+xml", "application/atom+xml",
         "application/manifest+json", "image/svg+xml",
     };
     const char *semi = memchr(type, ';', len);

@@ -430,7 +430,8 @@ static void cache_flush_idle(ap_static_t *s)
 
 static void entry_validators(fc_entry_t *e)
 {
-    uint64_t mtime_ns = (uint64_t)e->st.st_mtim.tv_sec * 1000000000u + (uint64_t)e->st.st_mtim.tv_nsec;
+    uint64_t mtime_ns =
+        (uint64_t)e->st.st_mtim.tv_sec * 1000000000u + (uint64_t)e->st.st_mtim.tv_nsec;
     /* Strong: inode, size and modification time to the nanosecond change
      * with any rewrite of the file that a client could see. */
     snprintf(e->etag, sizeof(e->etag), "\"%llx-%llx-%llx\"", (unsigned long long)e->st.st_ino,
@@ -888,8 +889,8 @@ static int read_all(ap_static_t *s, fc_entry_t *e)
     ap_buf_reset(&s->body);
     ap_buf_reserve(&s->body, size);
     while (s->body.len < size) {
-        ssize_t n = pread(e->fd, s->body.data + s->body.len, size - s->body.len,
-                          (off_t)s->body.len);
+        ssize_t n =
+            pread(e->fd, s->body.data + s->body.len, size - s->body.len, (off_t)s->body.len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -1079,7 +1080,8 @@ void ap_static_handle(ap_static_t *s, ap_request_t *req, int ri)
     if (dir || rlen == 0) {
         /* A directory: its index file, never a listing. */
         if (conf->static_index) {
-            int n = snprintf(irel, sizeof(irel), "%s%s%s", rel, rlen ? "/" : "", conf->static_index);
+            int n =
+                snprintf(irel, sizeof(irel), "%s%s%s", rel, rlen ? "/" : "", conf->static_index);
             if (n > 0 && (size_t)n < sizeof(irel) && make_path(s, ri, irel, (size_t)n, "") == 0) {
                 e = file_open(s, ri, irel, (size_t)n, 0, &err);
                 if (e)
@@ -1111,8 +1113,8 @@ void ap_static_handle(ap_static_t *s, ap_request_t *req, int ri)
         if (e)
             rel = root->fallback;
         else
-            ap_log_errno(AP_LOG_WARN, err, "the fallback %s of %s cannot be served",
-                         root->fallback, root->prefix);
+            ap_log_errno(AP_LOG_WARN, err, "the fallback %s of %s cannot be served", root->fallback,
+                         root->prefix);
     }
     if (e == NULL) {
         not_found(req);

@@ -30,7 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i <= out.len; i++) {
             if (i == out.len || p[i] == '/') {
                 size_t n = (size_t)(p + i - seg);
-                if (out.len && (n == 0 || (seg[0] == '.' && !(n == 11 && memcmp(seg, ".well-known", 11) == 0))))
+                if (out.len && (n == 0 || (seg[0] == '.' &&
+                                           !(n == 11 && memcmp(seg, ".well-known", 11) == 0))))
                     abort();
                 seg = p + i + 1;
             }
@@ -41,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t sizes[] = {0, 1, 1000, UINT64_MAX / 2};
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         uint64_t f = 0, l = 0;
-        if (ap_static_parse_range(in, sizes[k], &f, &l) == AP_RANGE_ONE && !(f <= l && l < sizes[k]))
+        if (ap_static_parse_range(in, sizes[k], &f, &l) == AP_RANGE_ONE &&
+            !(f <= l && l < sizes[k]))
             abort();
     }
     (void)ap_static_parse_date(in);

@@ -164,9 +164,12 @@ int main(void)
     }
     m = ap_mime_new(mpath, "text/plain");
     is_str(ap_mime_type(m, "a.tst", 5), "text/x-test; charset=utf-8", "from the file");
-    is_str(ap_mime_type(m, "a.ts2", 5), "text/x-test; charset=utf-8", "file extensions in any case");
-    is_str(ap_mime_type(m, "a.zz", 4), "text/plain; charset=utf-8", "a line without a type/subtype is skipped");
-    is_str(ap_mime_type(m, "a.css", 5), "text/css; charset=utf-8", "built-in for what the file lacks");
+    is_str(ap_mime_type(m, "a.ts2", 5), "text/x-test; charset=utf-8",
+           "file extensions in any case");
+    is_str(ap_mime_type(m, "a.zz", 4), "text/plain; charset=utf-8",
+           "a line without a type/subtype is skipped");
+    is_str(ap_mime_type(m, "a.css", 5), "text/css; charset=utf-8",
+           "built-in for what the file lacks");
     is_str(ap_mime_type(m, "noext", 5), "text/plain; charset=utf-8", "default_type");
     ap_mime_free(m);
     remove(mpath);
@@ -222,7 +225,8 @@ int main(void)
         is_int(c->nstatic_roots, 2, "two roots");
         is_str(c->static_roots[0].prefix, "/assets", "the trailing slash of a prefix is dropped");
         is_str(c->static_roots[0].dir, "/tmp", "... and of a directory");
-        ok(c->static_roots[0].fallback == NULL && c->static_roots[0].line == 2, "no fallback; line 2");
+        ok(c->static_roots[0].fallback == NULL && c->static_roots[0].line == 2,
+           "no fallback; line 2");
         is_str(c->static_roots[1].fallback, "etc/hostname", "the fallback, relative");
         ok(c->static_index == NULL, "index = off");
         is_int(c->static_symlinks, AP_SYMLINKS_OFF, "follow_symlinks = off");
@@ -233,8 +237,9 @@ int main(void)
         ok(c->gzip == 1 && c->gzip_level == 6, "gzip on, level 6");
         ap_config_free(c);
     }
-    char *env[] = {"APIARY_STATIC_ROOT=/a /tmp, /b /", "APIARY_STATIC_CACHE_CONTROL=*.js a, b; *.css c",
-                   "APIARY_GZIP_ENABLE=yes", NULL};
+    char *env[] = {"APIARY_STATIC_ROOT=/a /tmp, /b /",
+                   "APIARY_STATIC_CACHE_CONTROL=*.js a, b; *.css c", "APIARY_GZIP_ENABLE=yes",
+                   NULL};
     ap_buf_reset(&err);
     c = ap_config_parse("t.conf", text, strlen(text), env, &err);
     ok(c && c->nstatic_roots == 2 && strcmp(c->static_roots[1].prefix, "/b") == 0 &&
