@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -324,6 +325,16 @@ static void enter_idle(ap_conn_t *c)
                                       : conf_of(c)->keepalive_timeout_ms);
 }
 
+/* Whether the kernel would take more bytes for the client now. */
+static int socket_writable(ap_conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno(&c->io.handle, &fd) < 0)
+        return 0;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) && !(p.revents & (POLLERR | POLLHUP));
+}
+
 static void on_timer(uv_timer_t *t)
 {
     ap_conn_t *c = t->data;
@@ -339,6 +350,13 @@ static void on_timer(uv_timer_t *t)
         send_error(c, 408, "the request body stalled for longer than server.body_timeout");
         return;
     case AP_CONN_SENDING:
+        /* Timers run before I/O in a loop turn: after a stall of the
+         * worker itself, a socket with room again means the client did
+         * read, and its event is about to be handled. */
+        if (socket_writable(c)) {
+            set_timer(c, conf_of(c)->send_timeout_ms);
+            return;
+        }
         ap_log(AP_LOG_INFO, "the client read nothing for server.send_timeout: closing the "
                             "connection with %llu bytes of a file not sent",
                (unsigned long long)c->file_left);
@@ -506,7 +524,9 @@ static void on_writable(uv_poll_t *p, int status, int events)
     if (c->state != AP_CONN_SENDING)
         return;
     if (status < 0) {
-        ap_log_errno(AP_LOG_INFO, status, "waiting to send a file failed");
+        /* libuv says EBADF for POLLERR: the client reset the connection. */
+        ap_log(AP_LOG_INFO, "the connection broke while a file was being sent (%llu bytes left)",
+               (unsigned long long)c->file_left);
         ap_conn_close(c);
         return;
     }

@@ -720,17 +720,11 @@ int ap_static_match(const ap_config_t *conf, ap_str_t path, size_t *len)
  * Responding
  * ------------------------------------------------------------------------ */
 
-typedef struct {
-    ap_static_t *s;
-    fc_entry_t *e;
-} send_ctx_t;
-
+/* The connection is done with the entry's descriptor. */
 static void on_file_done(void *data, int complete)
 {
-    send_ctx_t *ctx = data;
     (void)complete;
-    entry_release(ctx->s, ctx->e);
-    free(ctx);
+    entry_release(NULL, data);
 }
 
 static void gather(const ap_request_t *req, conds_t *c)
@@ -1024,12 +1018,9 @@ static void serve(ap_static_t *s, ap_request_t *req, int ri, fc_entry_t *e, cons
         }
     }
     uint64_t len = size ? last - first + 1 : 0;
-    send_ctx_t *ctx = ap_xmalloc(sizeof(*ctx));
-    ctx->s = s;
-    ctx->e = body;
     if (body != e)
         entry_release(s, e);
-    ap_http_respond_file(req, status, ctype, body->fd, first, len, on_file_done, ctx);
+    ap_http_respond_file(req, status, ctype, body->fd, first, len, on_file_done, body);
     return;
 
 release:
