@@ -38,6 +38,10 @@ typedef enum {
     T_OFFSTR,   /* text, or "off" for NULL */
     T_OPTSTR,   /* text, or empty for NULL */
     T_PREFIX,   /* URL path prefix: "/" or "/x/y" */
+    T_BOOL,     /* on/off */
+    T_ROOT,     /* repeatable [static] root: PREFIX DIR [fallback=FILE] */
+    T_CACHECTL, /* repeatable [static] cache_control: PATTERN VALUE */
+    T_SYMLINKS, /* off, inside, on */
 } dtype_t;
 
 typedef struct {
@@ -50,6 +54,11 @@ typedef struct {
 } directive_t;
 
 #define OFF(f) offsetof(ap_config_t, f)
+/* Media types compressed on the fly by default: text that compresses well.
+ * Images, fonts (but SVG), archives and video already are compressed. */
+#define AP_GZIP_DEFAULT_TYPES                                                                      \
+    "text/* application/javascript application/json application/*+json application/xml "         \
+    "application/*+xml image/svg+xml application/wasm"
 #define DAY_MS (24ULL * 3600 * 1000)
 #define GIB (1024ULL * 1024 * 1024)
 
@@ -99,6 +108,19 @@ static const directive_t directives[] = {
     {"api", "jwt_role_claim", T_STRING, OFF(api_jwt_role_claim), "role", 0, 0},
     {"api", "jwt_leeway", T_DURATION, OFF(api_jwt_leeway_ms), "30s", 0, 3600 * 1000},
     {"api", "pre_request", T_OPTSTR, OFF(api_pre_request), "", 0, 0},
+    {"static", "root", T_ROOT, 0, "", 0, 0},
+    {"static", "index", T_OFFSTR, OFF(static_index), "index.html", 0, 0},
+    {"static", "follow_symlinks", T_SYMLINKS, OFF(static_symlinks), "inside", 0, 0},
+    {"static", "precompressed", T_BOOL, OFF(static_precompressed), "on", 0, 0},
+    {"static", "cache_control", T_CACHECTL, 0, "", 0, 0},
+    {"static", "mime_types", T_OPTSTR, OFF(mime_types), "/etc/mime.types", 0, 0},
+    {"static", "default_type", T_STRING, OFF(default_type), "application/octet-stream", 0, 0},
+    {"static", "open_file_cache", T_UINT, OFF(open_file_cache), "1000", 0, 100000},
+    {"static", "open_file_cache_valid", T_DURATION, OFF(open_file_cache_valid_ms), "2s", 0, DAY_MS},
+    {"gzip", "enable", T_BOOL, OFF(gzip), "off", 0, 0},
+    {"gzip", "min_length", T_SIZE, OFF(gzip_min_length), "1k", 0, GIB},
+    {"gzip", "level", T_UINT, OFF(gzip_level), "1", 1, 9},
+    {"gzip", "types", T_STRING, OFF(gzip_types), AP_GZIP_DEFAULT_TYPES, 0, 0},
     {"log", "level", T_LOGLEVEL, OFF(log_level), "info", 0, 0},
     {"log", "error_log", T_STRING, OFF(error_log), "stderr", 0, 0},
     {"log", "access", T_OFFSTR, OFF(access_log), "off", 0, 0},
@@ -218,6 +240,182 @@ static void free_listen(ap_config_t *c)
     c->nlisten = 0;
 }
 
+static void free_static(ap_config_t *c)
+{
+    for (size_t i = 0; i < c->nstatic_roots; i++) {
+        free(c->static_roots[i].prefix);
+        free(c->static_roots[i].dir);
+        free(c->static_roots[i].fallback);
+    }
+    free(c->static_roots);
+    c->static_roots = NULL;
+    c->nstatic_roots = 0;
+}
+
+static void free_cache_rules(ap_config_t *c)
+{
+    for (size_t i = 0; i < c->ncache_rules; i++) {
+        free(c->cache_rules[i].pattern);
+        free(c->cache_rules[i].value);
+    }
+    free(c->cache_rules);
+    c->cache_rules = NULL;
+    c->ncache_rules = 0;
+}
+
+/* "/" or "/x/y" without "//", "?", "#" or blanks; the length without
+ * trailing slashes (but for "/"), or 0 if it is not such a path. */
+static size_t url_prefix_len(const char *value)
+{
+    size_t n = strlen(value);
+    if (n == 0 || value[0] != '/' || strstr(value, "//") || strpbrk(value, "?# \t"))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)value[i] < 0x21 || value[i] == 0x7f || value[i] == '\\')
+            return 0;
+    while (n > 1 && value[n - 1] == '/')
+        n--;
+    return n;
+}
+
+/* A file name inside a [static] root: relative, no empty, "." or ".."
+ * segment, no control characters; a leading "/" is dropped. NULL if bad. */
+static char *root_relative(const char *v)
+{
+    while (*v == '/')
+        v++;
+    if (*v == '\0' || v[strlen(v) - 1] == '/')
+        return NULL;
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
+            return NULL;
+    const char *seg = v;
+    for (const char *p = v;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - seg);
+            if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                return NULL;
+            if (*p == '\0')
+                break;
+            seg = p + 1;
+        }
+    }
+    return ap_xstrdup(v);
+}
+
+/* [static] root = PREFIX DIR [fallback=FILE]; the directory (and the
+ * fallback file) must exist now, so that apiary -t catches a typo. */
+static void set_root(parse_t *ps, const directive_t *d, const char *value, const char *where)
+{
+    ap_config_t *c = ps->conf;
+    char *copy = ap_xstrdup(value), *save = NULL;
+    char *prefix = strtok_r(copy, " \t", &save);
+    char *dir = prefix ? strtok_r(NULL, " \t", &save) : NULL;
+    char *opt, *fallback = NULL;
+    struct stat st;
+    size_t plen, dlen;
+
+    if (prefix == NULL || dir == NULL) {
+        add_error(ps, where, d, "expected \"URL-PREFIX DIRECTORY [fallback=FILE]\", got \"%s\"", value);
+        goto out;
+    }
+    if ((plen = url_prefix_len(prefix)) == 0) {
+        add_error(ps, where, d, "expected a URL path such as / or /assets, got \"%s\"", prefix);
+        goto out;
+    }
+    while ((opt = strtok_r(NULL, " \t", &save)) != NULL) {
+        if (strncmp(opt, "fallback=", 9) == 0 && fallback == NULL) {
+            if ((fallback = root_relative(opt + 9)) == NULL) {
+                add_error(ps, where, d,
+                          "fallback: expected a file name inside the directory, got \"%s\"", opt + 9);
+                goto out;
+            }
+        } else {
+            add_error(ps, where, d, "unknown option \"%s\" (expected fallback=FILE)", opt);
+            goto out;
+        }
+    }
+    dlen = strlen(dir);
+    if (dir[0] != '/') {
+        add_error(ps, where, d, "the directory must be an absolute path, got \"%s\"", dir);
+        goto out;
+    }
+    while (dlen > 1 && dir[dlen - 1] == '/')
+        dir[--dlen] = '\0';
+    if (stat(dir, &st) < 0) {
+        add_error(ps, where, d, "%s: %s", dir, strerror(errno));
+        goto out;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        add_error(ps, where, d, "%s: not a directory", dir);
+        goto out;
+    }
+    if (fallback) {
+        char path[4096];
+        int n = snprintf(path, sizeof(path), "%s/%s", dlen == 1 ? "" : dir, fallback);
+        if (n < 0 || (size_t)n >= sizeof(path) || stat(path, &st) < 0) {
+            add_error(ps, where, d, "fallback %s: %s", path,
+                      n >= 0 && (size_t)n < sizeof(path) ? strerror(errno) : "path too long");
+            goto out;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            add_error(ps, where, d, "fallback %s: not a regular file", path);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < c->nstatic_roots; i++) {
+        if (strlen(c->static_roots[i].prefix) == plen &&
+            memcmp(c->static_roots[i].prefix, prefix, plen) == 0) {
+            add_error(ps, where, d, "the prefix %.*s is mapped twice", (int)plen, prefix);
+            goto out;
+        }
+    }
+    c->static_roots =
+        ap_xrealloc(c->static_roots, (c->nstatic_roots + 1) * sizeof(*c->static_roots));
+    ap_static_root_t *r = &c->static_roots[c->nstatic_roots++];
+    r->prefix = ap_xstrndup(prefix, plen);
+    r->dir = ap_xstrdup(dir);
+    r->fallback = fallback;
+    r->line = where ? 0 : ps->line;
+    fallback = NULL;
+out:
+    free(fallback);
+    free(copy);
+}
+
+/* [static] cache_control = PATTERN VALUE */
+static void set_cache_rule(parse_t *ps, const directive_t *d, const char *value, const char *where)
+{
+    ap_config_t *c = ps->conf;
+    const char *p = value;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    const char *pat = p;
+    while (*p && *p != ' ' && *p != '\t')
+        p++;
+    size_t patlen = (size_t)(p - pat);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t vlen = strlen(p);
+    while (vlen && (p[vlen - 1] == ' ' || p[vlen - 1] == '\t'))
+        vlen--;
+    if (patlen == 0 || vlen == 0) {
+        add_error(ps, where, d, "expected \"PATTERN VALUE\" such as \"*.html no-cache\", got \"%s\"",
+                  value);
+        return;
+    }
+    for (size_t i = 0; i < vlen; i++) {
+        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
+            add_error(ps, where, d, "control character in the value");
+            return;
+        }
+    }
+    c->cache_rules = ap_xrealloc(c->cache_rules, (c->ncache_rules + 1) * sizeof(*c->cache_rules));
+    c->cache_rules[c->ncache_rules].pattern = ap_xstrndup(pat, patlen);
+    c->cache_rules[c->ncache_rules].value = ap_xstrndup(p, vlen);
+    c->ncache_rules++;
+}
+
 /* Drops the public listen lines (the first listen line of the file, or
  * APIARY_SERVER_LISTEN, replaces the default); the admin one stays. */
 static void drop_public_listen(ap_config_t *c)
@@ -299,6 +497,37 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
     case T_OPTSTR:
         free(*(char **)field);
         *(char **)field = value[0] ? ap_xstrdup(value) : NULL;
+        return;
+    case T_ROOT:
+        if (value[0] == '\0' && where && strcmp(where, "default") == 0)
+            return; /* no root by default */
+        set_root(ps, d, value, where);
+        return;
+    case T_CACHECTL:
+        if (value[0] == '\0' && where && strcmp(where, "default") == 0)
+            return;
+        set_cache_rule(ps, d, value, where);
+        return;
+    case T_BOOL:
+        if (strcmp(value, "on") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+            strcmp(value, "1") == 0) {
+            *(int *)field = 1;
+        } else if (strcmp(value, "off") == 0 || strcmp(value, "no") == 0 ||
+                   strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
+            *(int *)field = 0;
+        } else {
+            add_error(ps, where, d, "expected on or off, got \"%s\"", value);
+        }
+        return;
+    case T_SYMLINKS:
+        if (strcmp(value, "off") == 0)
+            *(int *)field = AP_SYMLINKS_OFF;
+        else if (strcmp(value, "inside") == 0)
+            *(int *)field = AP_SYMLINKS_INSIDE;
+        else if (strcmp(value, "on") == 0)
+            *(int *)field = AP_SYMLINKS_ON;
+        else
+            add_error(ps, where, d, "expected off, inside or on, got \"%s\"", value);
         return;
     case T_PREFIX: {
         size_t n = strlen(value);
@@ -418,7 +647,9 @@ static int handle(void *user, const char *section, const char *name, const char 
         return 1;
     }
     size_t idx = (size_t)(d - directives);
-    if (d->type == T_LISTEN) {
+    if (d->type == T_ROOT || d->type == T_CACHECTL) {
+        /* Repeatable, and empty by default. */
+    } else if (d->type == T_LISTEN) {
         /* The first listen line replaces the built-in default. */
         if (!ps->seen[idx])
             drop_public_listen(ps->conf);
@@ -487,6 +718,24 @@ static void apply_env(parse_t *ps, char *const *envp)
                 set_value(ps, d, tok, where);
             free(copy);
             ps->seen[d - directives] = 1;
+        } else if (d->type == T_ROOT || d->type == T_CACHECTL) {
+            /* The list replaces every line of the file: roots are
+             * separated by commas, cache rules (whose values hold commas)
+             * by semicolons. */
+            const char *sep = d->type == T_ROOT ? "," : ";";
+            if (d->type == T_ROOT)
+                free_static(ps->conf);
+            else
+                free_cache_rules(ps->conf);
+            char *copy = ap_xstrdup(value);
+            char *save = NULL;
+            for (char *tok = strtok_r(copy, sep, &save); tok; tok = strtok_r(NULL, sep, &save)) {
+                while (*tok == ' ')
+                    tok++;
+                if (*tok)
+                    set_value(ps, d, tok, where);
+            }
+            free(copy);
         } else {
             set_value(ps, d, value, where);
         }
@@ -589,7 +838,7 @@ static void validate_auth(parse_t *ps)
 static void validate(parse_t *ps)
 {
     ap_config_t *c = ps->conf;
-    char why[128];
+    char why[256];
     /* Schema names travel as identifiers: keep them to what PostgreSQL
      * takes unquoted or quoted, without separators of their own. */
     for (const char *p = c->api_schemas; *p; p++) {
@@ -611,6 +860,37 @@ static void validate(parse_t *ps)
         snprintf(why, sizeof(why), "expected on or off, got \"%.64s\"", c->access_query);
         add_late_error(ps, "log", "access_query", why);
     }
+    /* [static]: a root on the API's own prefix would hide one of them. */
+    for (size_t i = 0; i < c->nstatic_roots; i++) {
+        const ap_static_root_t *r = &c->static_roots[i];
+        if (c->db_uri == NULL || strcmp(r->prefix, c->api_prefix) != 0)
+            continue;
+        snprintf(why, sizeof(why), "the prefix %s is also api.prefix: give one of them another",
+                 r->prefix);
+        if (r->line > 0) {
+            ps->line = r->line;
+            add_error(ps, NULL, find_directive("static", "root"), "%s", why);
+        } else {
+            add_late_error(ps, "static", "root", why);
+        }
+    }
+    if (c->static_index && (strchr(c->static_index, '/') || c->static_index[0] == '.'))
+        add_late_error(ps, "static", "index", "a file name without \"/\" and not starting with \".\"");
+    if (c->mime_types && ps->lines[find_directive("static", "mime_types") - directives] != 0 &&
+        access(c->mime_types, R_OK) < 0) {
+        snprintf(why, sizeof(why), "%.80s: %s", c->mime_types, strerror(errno));
+        add_late_error(ps, "static", "mime_types", why);
+    }
+    {
+        const char *t = c->default_type, *slash = strchr(t, '/');
+        int bad = slash == NULL || slash == t || slash[1] == '\0';
+        for (const char *p = t; *p; p++)
+            if ((unsigned char)*p <= 0x20 && *p != ' ')
+                bad = 1;
+        if (bad)
+            add_late_error(ps, "static", "default_type", "expected a media type such as application/octet-stream");
+    }
+
     if (c->api_anon_role && strlen(c->api_anon_role) > 63)
         add_late_error(ps, "api", "anon_role", "longer than PostgreSQL's 63-byte names");
     validate_auth(ps);
@@ -715,6 +995,8 @@ void ap_config_free(ap_config_t *c)
     if (c == NULL)
         return;
     free_listen(c);
+    free_static(c);
+    free_cache_rules(c);
     for (size_t i = 0; i < NDIRECTIVES; i++) {
         const directive_t *d = &directives[i];
         if (d->type == T_STRING || d->type == T_OFFSTR || d->type == T_OPTSTR ||

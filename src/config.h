@@ -13,6 +13,23 @@
 
 #define AP_MAX_WORKERS 512
 
+/* [static] root: a URL prefix served from a directory (nginx's alias). */
+typedef struct ap_static_root_s {
+    char *prefix;   /* "/" or "/x/y", no trailing slash */
+    char *dir;      /* absolute, no trailing slash but for "/" */
+    char *fallback; /* SPA fallback, relative to dir without a leading "/"; NULL: none */
+    int line;       /* where it was set (0: environment), for messages */
+} ap_static_root_t;
+
+/* [static] cache_control: the first rule whose pattern matches a served
+ * file gives its Cache-Control value. */
+typedef struct ap_cache_rule_s {
+    char *pattern; /* fnmatch(3) glob: on the URL path with a "/", else on the file name */
+    char *value;
+} ap_cache_rule_t;
+
+enum { AP_SYMLINKS_OFF, AP_SYMLINKS_INSIDE, AP_SYMLINKS_ON };
+
 typedef struct ap_config_s {
     char *path; /* the file it was read from */
 
@@ -71,6 +88,25 @@ typedef struct ap_config_s {
     struct ap_jwt_keyset_s *api_jwt_keys;     /* NULL without jwt_secret_file */
     struct ap_jwt_path_s *api_jwt_role_path;
     char *api_pre_request_sql;  /* select "schema"."fn"(), or NULL */
+
+    /* [static] */
+    ap_static_root_t *static_roots;
+    size_t nstatic_roots;
+    ap_cache_rule_t *cache_rules;
+    size_t ncache_rules;
+    char *static_index;         /* NULL: no index files */
+    int static_symlinks;        /* AP_SYMLINKS_* */
+    int static_precompressed;   /* look for .br and .gz siblings */
+    char *mime_types;           /* NULL: the built-in table only */
+    char *default_type;
+    uint64_t open_file_cache;   /* entries per worker; 0: off */
+    uint64_t open_file_cache_valid_ms;
+
+    /* [gzip]: on-the-fly compression of API and static responses */
+    int gzip;
+    uint64_t gzip_min_length;
+    uint64_t gzip_level;
+    char *gzip_types;           /* space-separated media type globs */
 
     /* [log] */
     int log_level;

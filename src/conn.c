@@ -2,8 +2,12 @@
 /* One client connection. */
 #include "conn.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +35,15 @@
  * sending at that instant, and the client would see a reset. Well below
  * the idle timeouts of common clients (4 s and more). */
 #define AP_DRAIN_IDLE_GRACE_MS 1000
+/* File bodies: bytes sent for one connection before the loop gets a turn
+ * (a fast reader must not hold up everyone else), and the size of the
+ * reads when the bytes cannot go straight from file to socket. */
+#define AP_FILE_TURN (1024 * 1024)
+#define AP_FILE_CHUNK (64 * 1024)
+/* A file body up to this size is read and written with its head in one
+ * write: one trip through the TCP stack and one segment, which costs less
+ * than a second system call to sendfile for a small file. */
+#define AP_FILE_INLINE_MAX (16 * 1024)
 
 struct write_req {
     uv_write_t req;
@@ -42,6 +55,8 @@ struct write_req {
 
 static void conn_process(ap_conn_t *c);
 static void enter_linger(ap_conn_t *c);
+static void file_pump(ap_conn_t *c);
+static void file_release(ap_conn_t *c, int complete);
 
 static const ap_config_t *conf_of(const ap_conn_t *c)
 {
@@ -51,6 +66,10 @@ static const ap_config_t *conf_of(const ap_conn_t *c)
 static void on_handle_closed(uv_handle_t *h)
 {
     ap_conn_t *c = h->data;
+    if (h == (uv_handle_t *)&c->wpoll && c->wfd >= 0) {
+        close(c->wfd);
+        c->wfd = -1;
+    }
     if (--c->handles_open > 0)
         return;
     ap_worker_conn_closed(c->worker, c);
@@ -90,9 +109,15 @@ void ap_conn_close(ap_conn_t *c)
         if (c->hp.req.on_abort)
             c->hp.req.on_abort(&c->hp.req);
     }
+    if (c->state == AP_CONN_SENDING)
+        file_release(c, 0);
     c->state = AP_CONN_CLOSING;
     uv_close(&c->io.handle, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    /* The duplicate descriptor keeps the socket open: it is closed with
+     * its poll handle, which also takes it out of epoll. */
+    if (c->wfd >= 0)
+        uv_close((uv_handle_t *)&c->wpoll, on_handle_closed);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -194,6 +219,8 @@ static void on_write(uv_write_t *req, int status)
     if (c->writes_pending == 0) {
         if (c->state == AP_CONN_LINGER)
             enter_linger(c);
+        else if (c->state == AP_CONN_SENDING)
+            file_pump(c);
         else
             conn_process(c);
     }
@@ -260,6 +287,29 @@ static void log_response(ap_conn_t *c, ap_request_t *req, int status, size_t hea
         wr->rec = ap_access_defer(c, req, status, body_len, body_sent);
     else
         ap_access_done(c, req, status, body_sent);
+}
+
+/* A head that a file body follows through sendfile: MSG_MORE holds it
+ * back until the first bytes of the body join it in one segment. */
+static void conn_write_more(ap_conn_t *c, const char *data, size_t len)
+{
+    uv_os_fd_t fd;
+    if (c->writes_pending == 0 && ap_conn_can_sendfile(c) && uv_fileno(&c->io.handle, &fd) == 0) {
+        ssize_t n = send(fd, data, len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            ap_log_errno(AP_LOG_INFO, errno, "writing a response failed");
+            ap_conn_close(c);
+            return;
+        }
+        if (n > 0) {
+            ap_shm_add(c->worker->slot->bytes_out, (uint64_t)n);
+            data += n;
+            len -= (size_t)n;
+        }
+        if (len == 0)
+            return;
+    }
+    conn_write(c, data, len, NULL);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -336,6 +386,16 @@ static void enter_idle(ap_conn_t *c)
                                       : conf_of(c)->keepalive_timeout_ms);
 }
 
+/* Whether the kernel would take more bytes for the client now. */
+static int socket_writable(ap_conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno(&c->io.handle, &fd) < 0)
+        return 0;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) && !(p.revents & (POLLERR | POLLHUP));
+}
+
 static void on_timer(uv_timer_t *t)
 {
     ap_conn_t *c = t->data;
@@ -349,6 +409,19 @@ static void on_timer(uv_timer_t *t)
         return;
     case AP_CONN_BODY:
         send_error(c, 408, "the request body stalled for longer than server.body_timeout");
+        return;
+    case AP_CONN_SENDING:
+        /* Timers run before I/O in a loop turn: after a stall of the
+         * worker itself, a socket with room again means the client did
+         * read, and its event is about to be handled. */
+        if (socket_writable(c)) {
+            set_timer(c, conf_of(c)->send_timeout_ms);
+            return;
+        }
+        ap_log(AP_LOG_INFO, "the client read nothing for server.send_timeout: closing the "
+                            "connection with %llu bytes of a file not sent",
+               (unsigned long long)c->file_left);
+        ap_conn_close(c);
         return;
     case AP_CONN_HANDLING:
     case AP_CONN_CLOSING:
@@ -431,6 +504,40 @@ static void conn_process(ap_conn_t *c)
     c->processing = 0;
 }
 
+/* Whether the connection stays open after this response. While the server
+ * drains (apiary -s drain), connections are not kept: clients reconnect,
+ * and a balancer or the VIP sends them elsewhere. */
+static int want_keep(ap_conn_t *c)
+{
+    const ap_config_t *conf = conf_of(c);
+    return c->hp.req.keep_alive && !c->eof && !c->worker->draining &&
+           !ap_shm_load(c->worker->shm->draining) && conf->keepalive_timeout_ms > 0 &&
+           c->requests + 1 < conf->keepalive_requests;
+}
+
+/* The request is answered: counters, metrics, no more abort callback. */
+static void count_response(ap_conn_t *c, int status)
+{
+    ap_request_t *req = &c->hp.req;
+    c->requests++;
+    ap_shm_add(c->worker->slot->requests, 1);
+    ap_shm_sub(c->worker->slot->in_flight, 1);
+    ap_metrics_request(&c->worker->slot->metrics, req->method, status, req->route,
+                       ap_clock_mono_us() - req->start_us);
+    req->on_abort = NULL;
+}
+
+/* The whole response is queued: on to the next request, or the close. */
+static void next_request(ap_conn_t *c, int keep)
+{
+    if (keep) {
+        enter_idle(c);
+        conn_process(c);
+    } else {
+        enter_linger(c);
+    }
+}
+
 void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const void *body,
                      size_t len)
 {
@@ -438,22 +545,13 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
     ap_request_t *req = &c->hp.req;
     if (c->state != AP_CONN_HANDLING)
         return;
-    /* While the server drains (apiary -s drain), connections are not kept:
-     * clients reconnect, and a balancer or the VIP sends them elsewhere. */
-    int keep = req->keep_alive && !c->eof && !c->worker->draining &&
-               !ap_shm_load(c->worker->shm->draining) &&
-               conf->keepalive_timeout_ms > 0 && c->requests + 1 < conf->keepalive_requests;
+    int keep = want_keep(c);
 
     ap_buf_reset(&c->out);
     ap_http_serialize(&c->out, status, conf->server_header, content_type, &req->resp_headers, keep,
                       req->http_minor == 0, body, len, req->method == HTTP_HEAD);
     size_t body_len = req->method == HTTP_HEAD ? 0 : len;
-    c->requests++;
-    ap_shm_add(c->worker->slot->requests, 1);
-    ap_shm_sub(c->worker->slot->in_flight, 1);
-    ap_metrics_request(&c->worker->slot->metrics, req->method, status, req->route,
-                       ap_clock_mono_us() - req->start_us);
-    req->on_abort = NULL;
+    count_response(c, status);
     /* Leave HANDLING first: a failed write closes the connection, and the
      * request is no longer in flight. */
     c->state = keep ? AP_CONN_IDLE : AP_CONN_LINGER;
@@ -464,12 +562,262 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
         return;
     ap_http_parser_next(&c->hp);
     c->hp.req.conn = c;
-    if (keep) {
-        enter_idle(c);
-        conn_process(c);
-    } else {
-        enter_linger(c);
+    next_request(c, keep);
+}
+
+/* --- File bodies --- */
+
+int ap_conn_can_sendfile(const ap_conn_t *c)
+{
+    (void)c;
+    return 1;
+}
+
+/* Hands the file back to its owner, once. */
+static void file_release(ap_conn_t *c, int complete)
+{
+    void (*done)(void *, int) = c->file_done;
+    c->file_done = NULL;
+    c->file_fd = -1;
+    if (c->wfd >= 0)
+        uv_poll_stop(&c->wpoll);
+    if (done)
+        done(c->file_data, complete);
+}
+
+static void on_writable(uv_poll_t *p, int status, int events)
+{
+    ap_conn_t *c = p->data;
+    (void)events;
+    uv_poll_stop(p);
+    if (c->state != AP_CONN_SENDING)
+        return;
+    if (status < 0) {
+        /* libuv says EBADF for POLLERR: the client reset the connection. */
+        ap_log(AP_LOG_INFO, "the connection broke while a file was being sent (%llu bytes left)",
+               (unsigned long long)c->file_left);
+        ap_conn_close(c);
+        return;
     }
+    file_pump(c);
+}
+
+/* Waits, at most send_timeout, for room in the socket. libuv lets one
+ * watcher own a descriptor, and the stream owns the socket's: the poll
+ * handle watches a duplicate, made the first time it is needed (epoll
+ * tells the two apart). 0, or a negative errno when it cannot wait. */
+static int wait_writable(ap_conn_t *c)
+{
+    if (c->wfd < 0) {
+        uv_os_fd_t fd;
+        int rc = uv_fileno(&c->io.handle, &fd);
+        if (rc < 0)
+            return rc;
+        int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (d < 0)
+            return -errno;
+        rc = uv_poll_init(c->worker->loop, &c->wpoll, d);
+        if (rc < 0) {
+            close(d);
+            return rc;
+        }
+        c->wfd = d;
+        c->wpoll.data = c;
+        c->handles_open++;
+    }
+    set_timer(c, conf_of(c)->send_timeout_ms);
+    return uv_poll_start(&c->wpoll, UV_WRITABLE, on_writable);
+}
+
+/* All of the file is out: the request is complete. */
+static void file_finish(ap_conn_t *c)
+{
+    file_release(c, 1);
+    next_request(c, c->keep_after);
+}
+
+/* The file ended before the announced length: the client has a head that
+ * promises more bytes than exist. Padding would hand it garbage and going
+ * on would make it read the next response as this body: close, once what
+ * was sent has gone out, so that the client sees a truncated body. */
+static void file_short(ap_conn_t *c, uint64_t missing)
+{
+    ap_log(AP_LOG_WARN,
+           "a file shrank while it was being sent: closing the connection with %llu bytes "
+           "of its Content-Length missing",
+           (unsigned long long)missing);
+    file_release(c, 0);
+    enter_linger(c);
+}
+
+static void file_pump(ap_conn_t *c)
+{
+    static char chunk[AP_FILE_CHUNK];
+    uint64_t budget = AP_FILE_TURN;
+    uv_os_fd_t sock = -1;
+    if (uv_fileno(&c->io.handle, &sock) < 0)
+        c->no_sendfile = 1;
+
+    while (c->file_left > 0) {
+        if (c->writes_pending > 0) {
+            /* What is queued goes first; on_write resumes. */
+            set_timer(c, conf_of(c)->send_timeout_ms);
+            return;
+        }
+        if (budget == 0) {
+            if (wait_writable(c) == 0)
+                return;
+            budget = AP_FILE_TURN; /* cannot yield: carry on */
+        }
+        uint64_t want = c->file_left < budget ? c->file_left : budget;
+        ssize_t n;
+        if (!c->no_sendfile && ap_conn_can_sendfile(c)) {
+            off_t off = (off_t)c->file_off;
+            n = sendfile(sock, c->file_fd, &off, (size_t)want);
+            if (n < 0) {
+                int err = errno;
+                if (err == EINTR)
+                    continue;
+                if (err == EAGAIN) {
+                    if (wait_writable(c) == 0)
+                        return;
+                    /* No way to wait for the socket: let uv_write do it. */
+                    c->no_sendfile = 1;
+                    continue;
+                }
+                if (err == EINVAL || err == ENOSYS || err == EOPNOTSUPP) {
+                    /* A file system without sendfile support. */
+                    c->no_sendfile = 1;
+                    continue;
+                }
+                ap_log_errno(AP_LOG_INFO, err, "sendfile() to a client failed");
+                file_release(c, 0);
+                ap_conn_close(c);
+                return;
+            }
+            if (n == 0) {
+                file_short(c, c->file_left);
+                return;
+            }
+            ap_shm_add(c->worker->slot->bytes_out, (uint64_t)n);
+            c->file_off += (uint64_t)n;
+            c->file_left -= (uint64_t)n;
+        } else {
+            n = pread(c->file_fd, chunk, want < sizeof(chunk) ? (size_t)want : sizeof(chunk),
+                      (off_t)c->file_off);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                ap_log_errno(AP_LOG_ERR, errno, "reading a file for a response failed");
+                file_release(c, 0);
+                ap_conn_close(c);
+                return;
+            }
+            if (n == 0) {
+                file_short(c, c->file_left);
+                return;
+            }
+            c->file_off += (uint64_t)n;
+            c->file_left -= (uint64_t)n;
+            conn_write(c, chunk, (size_t)n, NULL);
+            if (c->state == AP_CONN_CLOSING)
+                return;
+        }
+        budget -= (uint64_t)n < budget ? (uint64_t)n : budget;
+    }
+    file_finish(c);
+}
+
+void ap_conn_send_file(ap_conn_t *c, int fd, uint64_t offset, uint64_t len)
+{
+    c->state = AP_CONN_SENDING;
+    c->file_fd = fd;
+    c->file_off = offset;
+    c->file_left = len;
+    c->no_sendfile = 0;
+    file_pump(c);
+}
+
+void ap_conn_respond_file(ap_conn_t *c, int status, const char *content_type, int fd,
+                          uint64_t offset, uint64_t len, void (*done)(void *data, int complete),
+                          void *data)
+{
+    const ap_config_t *conf = conf_of(c);
+    ap_request_t *req = &c->hp.req;
+    if (c->state != AP_CONN_HANDLING) {
+        if (done)
+            done(data, 0);
+        return;
+    }
+    int keep = want_keep(c);
+    int head_only = req->method == HTTP_HEAD || len == 0;
+
+    ap_buf_reset(&c->out);
+    /* The head announces len bytes; the body follows from the file. */
+    ap_http_serialize(&c->out, status, conf->server_header, content_type, &req->resp_headers, keep,
+                      req->http_minor == 0, NULL, (size_t)len, 1);
+    count_response(c, status);
+    /* The access log line is written now, with the bytes the head
+     * announced: the request's data is gone by the time a long file is out. */
+    if (ap_access_active)
+        ap_access_done(c, req, status, head_only ? 0 : len);
+    if (head_only) {
+        c->state = keep ? AP_CONN_IDLE : AP_CONN_LINGER;
+        conn_write(c, c->out.data, c->out.len, NULL);
+        if (done)
+            done(data, 1);
+        if (c->state == AP_CONN_CLOSING)
+            return;
+        ap_http_parser_next(&c->hp);
+        c->hp.req.conn = c;
+        next_request(c, keep);
+        return;
+    }
+    if (len <= AP_FILE_INLINE_MAX) {
+        /* Small: the body joins the head in c->out. */
+        size_t got = 0;
+        ap_buf_reserve(&c->out, (size_t)len);
+        while (got < len) {
+            ssize_t n = pread(fd, c->out.data + c->out.len + got, (size_t)len - got,
+                              (off_t)(offset + got));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                if (n < 0)
+                    ap_log_errno(AP_LOG_ERR, errno, "reading a file for a response failed");
+                break;
+            }
+            got += (size_t)n;
+        }
+        c->out.len += got;
+        c->state = keep && got == len ? AP_CONN_IDLE : AP_CONN_LINGER;
+        conn_write(c, c->out.data, c->out.len, NULL);
+        if (done)
+            done(data, got == len);
+        if (c->state == AP_CONN_CLOSING)
+            return;
+        ap_http_parser_next(&c->hp);
+        c->hp.req.conn = c;
+        if (got < len) {
+            file_short(c, len - got);
+            return;
+        }
+        next_request(c, keep);
+        return;
+    }
+    /* SENDING before the write, so that a failed write hands the file
+     * back through ap_conn_close(). */
+    c->state = AP_CONN_SENDING;
+    c->keep_after = keep;
+    c->file_fd = fd;
+    c->file_done = done;
+    c->file_data = data;
+    conn_write_more(c, c->out.data, c->out.len);
+    if (c->state == AP_CONN_CLOSING)
+        return;
+    ap_http_parser_next(&c->hp);
+    c->hp.req.conn = c;
+    ap_conn_send_file(c, fd, offset, len);
 }
 
 void ap_conn_drain(ap_conn_t *c)
@@ -487,6 +835,8 @@ int ap_conn_accept(ap_worker_t *w, int fd, int family, int admin)
 {
     ap_conn_t *c = ap_xcalloc(1, sizeof(*c));
     int rc;
+    c->file_fd = -1;
+    c->wfd = -1;
     c->worker = w;
     c->admin = admin != 0;
     ap_buf_init(&c->in);

@@ -5,6 +5,8 @@
 #ifndef AP_CONN_H
 #define AP_CONN_H
 
+#include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "buf.h"
@@ -17,6 +19,7 @@ typedef enum {
     AP_CONN_HEAD,     /* reading a request head */
     AP_CONN_BODY,     /* reading a request body */
     AP_CONN_HANDLING, /* a handler has the request */
+    AP_CONN_SENDING,  /* a response head went out; its body comes from a file */
     AP_CONN_LINGER,   /* final response sent; discarding input before close */
     AP_CONN_CLOSING,  /* handles are being closed */
 } ap_conn_state_t;
@@ -53,6 +56,16 @@ typedef struct ap_conn_s {
     unsigned peer_known : 1;    /* peer and peer_port are filled in */
     uint16_t peer_port;         /* 0 for a Unix socket */
     char peer[48];              /* the client's address, looked up at its first log line */
+
+    /* A file body being sent (AP_CONN_SENDING): see ap_conn_send_file(). */
+    int file_fd;
+    uint64_t file_off, file_left;
+    void (*file_done)(void *data, int complete);
+    void *file_data;
+    uv_poll_t wpoll;  /* writability of wfd, a dup of the socket, for sendfile */
+    int wfd;          /* -1 until sendfile first finds the socket full */
+    unsigned keep_after : 1;  /* keep the connection once the file is sent */
+    unsigned no_sendfile : 1; /* sendfile failed on this file: read and write */
 } ap_conn_t;
 
 /* Takes an accepted, non-blocking socket (fd is owned from now on, closed
@@ -64,6 +77,32 @@ int ap_conn_accept(struct ap_worker_s *w, int fd, int family, int admin);
  * response and finishes the request. */
 void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const void *body,
                      size_t len);
+
+/* Called by the HTTP layer: sends the response head for a body of len
+ * bytes read from fd at offset, then the body itself (none for HEAD), and
+ * finishes the request. done(data, complete) is called exactly once, when
+ * the descriptor is no longer needed: complete is 1 when every byte went
+ * out, 0 when the connection closed first or the file turned out shorter
+ * than len (the connection is then closed: a response is never padded or
+ * cut short silently). fd stays the caller's. */
+void ap_conn_respond_file(ap_conn_t *c, int status, const char *content_type, int fd,
+                          uint64_t offset, uint64_t len, void (*done)(void *data, int complete),
+                          void *data);
+
+/* Starts sending len bytes of fd from offset after what is already
+ * queued, without blocking the loop: sendfile(2) on a non-blocking socket
+ * when ap_conn_can_sendfile(), else reads of the file written through the
+ * connection's buffered writes; continues when the socket is writable
+ * again, and closes the connection when the client reads nothing for
+ * send_timeout. The connection is in AP_CONN_SENDING meanwhile; when the
+ * last byte is out it goes on with the next request (or closes).
+ * ap_conn_respond_file() calls it after the head. */
+void ap_conn_send_file(ap_conn_t *c, int fd, uint64_t offset, uint64_t len);
+
+/* Whether the bytes of this connection may go straight from a file to
+ * the socket with sendfile(2): plain connections (TLS ones must encrypt
+ * them first). */
+int ap_conn_can_sendfile(const ap_conn_t *c);
 
 /* The worker is draining: finish what is in progress with
  * "Connection: close"; an idle connection is closed once it has been idle

@@ -10,6 +10,7 @@
 #include "alloc.h"
 #include "clock.h"
 #include "conn.h"
+#include "gzip.h"
 #include "json.h"
 
 #define HP(p) ((ap_http_parser_t *)(p)->data)
@@ -466,6 +467,7 @@ const char *ap_http_reason(int status)
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 411: return "Length Required";
+    case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
@@ -540,7 +542,22 @@ void ap_http_add_header(ap_request_t *req, const char *name, const char *value)
 void ap_http_respond(ap_request_t *req, int status, const char *content_type, const void *body,
                      size_t len)
 {
+    /* On-the-fly gzip ([gzip] in apiary.conf): src/gzip.c decides. */
+    ap_buf_t z;
+    ap_buf_init(&z);
+    if (ap_gzip_response(req, status, content_type, body, len, &z)) {
+        body = z.data;
+        len = z.len;
+    }
     ap_conn_respond(req->conn, status, content_type, body, len);
+    ap_buf_cleanup(&z);
+}
+
+void ap_http_respond_file(ap_request_t *req, int status, const char *content_type, int fd,
+                          uint64_t offset, uint64_t len, void (*done)(void *data, int complete),
+                          void *data)
+{
+    ap_conn_respond_file(req->conn, status, content_type, fd, offset, len, done, data);
 }
 
 void ap_http_respond_error(ap_request_t *req, int status, const char *details)

@@ -120,9 +120,18 @@ void ap_http_error_body(ap_buf_t *out, int status, const char *details);
 void ap_http_add_header(ap_request_t *req, const char *name, const char *value);
 
 /* Sends the response and finishes the request (req is invalid afterwards).
- * HEAD requests get the head only. */
+ * HEAD requests get the head only. The body is gzipped on the way when
+ * [gzip] allows it and the request accepts it (src/gzip.c). */
 void ap_http_respond(ap_request_t *req, int status, const char *content_type, const void *body,
                      size_t len);
+
+/* Sends a response whose body is len bytes of the file fd from offset
+ * (src/conn.c: sendfile where it can), and finishes the request. No
+ * on-the-fly compression. done(data, complete) is called once when fd is
+ * no longer used: see ap_conn_respond_file(). */
+void ap_http_respond_file(ap_request_t *req, int status, const char *content_type, int fd,
+                          uint64_t offset, uint64_t len, void (*done)(void *data, int complete),
+                          void *data);
 
 /* Sends a JSON error response; details may be NULL. */
 void ap_http_respond_error(ap_request_t *req, int status, const char *details);

@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* Request dispatch. Order: built-in endpoints (/live, /ready), then the
- * API under [api] prefix, then 404. */
+ * longest prefix among the [static] roots and the API's [api] prefix
+ * ("/" being the shortest of all), then 404. */
 #include "router.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "api.h"
 #include "buf.h"
 #include "conn.h"
 #include "json.h"
 #include "metrics.h"
+#include "static.h"
 #include "status.h"
 #include "worker.h"
 
@@ -106,9 +109,22 @@ void ap_router_dispatch(ap_request_t *req)
         handle_ready(req);
         return;
     }
+    /* Static roots and the API: the longest prefix wins, so that
+     * "/assets" under an API at "/" and an API at "/api" under a site at
+     * "/" both work. apiary -t refuses a root on the API's own prefix. */
+    size_t slen = 0;
+    int root = w->statics ? ap_static_match(w->conf, req->path, &slen) : -1;
     if (w->db && ap_api_match(w->conf, req->path, &rest)) {
-        req->route = AP_ROUTE_API;
-        ap_api_dispatch(req, w->db, rest);
+        size_t alen = strlen(w->conf->api_prefix);
+        if (root < 0 || (alen > 1 && alen > slen)) {
+            req->route = AP_ROUTE_API;
+            ap_api_dispatch(req, w->db, rest);
+            return;
+        }
+    }
+    if (root >= 0) {
+        req->route = AP_ROUTE_STATIC;
+        ap_static_handle(w->statics, req, root);
         return;
     }
     ap_buf_t details;

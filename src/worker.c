@@ -14,7 +14,9 @@
 #include "alloc.h"
 #include "clock.h"
 #include "conn.h"
+#include "gzip.h"
 #include "log.h"
+#include "static.h"
 
 /* Connections accepted per readiness event. Every worker polls the same
  * listening sockets; taking a few at a time leaves the rest of a burst to
@@ -327,6 +329,8 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
         w.db->on_change_data = &w;
     }
 
+    w.statics = ap_static_new(conf);
+
     on_heartbeat(&w.heartbeat);
     uv_timer_start(&w.heartbeat, on_heartbeat, AP_HEARTBEAT_MS, AP_HEARTBEAT_MS);
     ap_worker_update_state(&w);
@@ -334,6 +338,8 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     uv_run(w.loop, UV_RUN_DEFAULT);
 
     ap_db_close(w.db);
+    ap_static_free(w.statics);
+    ap_gzip_cleanup();
     /* Close every handle and let their callbacks run, so that the process
      * exits with nothing leaked. */
     ap_access_stop();

@@ -28,6 +28,7 @@ typedef struct ap_worker_s {
     uv_timer_t accept_retry; /* after EMFILE/ENFILE */
     uv_signal_t sig_term, sig_quit, sig_usr1;
     ap_db_t *db;             /* NULL without [database] uri */
+    struct ap_static_s *statics; /* NULL without [static] root */
     struct ap_conn_s *conns; /* every open connection */
     size_t nconns;
     uint32_t log_generation; /* the shm's log_generation when the logs were last opened */
