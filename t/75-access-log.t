@@ -166,7 +166,7 @@ my %wpid = map { $_ => 1 } $t->worker_pids;
     is_deeply([sort keys %$j], [qw(code details hint message)], 'API 404: the body keeps PostgREST\'s four keys');
     my $l = wait_line($ALOG, 'e-404') // {};
     is($l->{status}, 404, 'API 404: logged');
-    is($l->{error_code}, 'PGRST125', 'API 404: error code PGRST125');
+    is($l->{error_code}, 'PGRST205', 'API 404 (no such table): error code PGRST205');
     is($l->{role}, 'anon', 'API 404: the anonymous role');
 
     $r = req($t, 'GET', '/rpc/add_them?a=1&b=2', headers => "X-Request-Id: rpc-ok\r\n");
