@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "tls.h"
 
 /* Connections accepted per readiness event. Every worker polls the same
  * listening sockets; taking a few at a time leaves the rest of a burst to
@@ -93,7 +94,7 @@ static void on_listener(uv_poll_t *p, int status, int events)
             }
             return;
         }
-        int rc = ap_conn_accept(w, fd, l->family, l->admin);
+        int rc = ap_conn_accept(w, fd, l);
         if (rc < 0)
             ap_log_errno(AP_LOG_ERR, rc, "setting up a connection on %s failed", l->text);
     }
@@ -288,6 +289,9 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
         sigs[i]->data = &w;
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
+
+    /* Session tickets are sealed with the keys the master rotates. */
+    ap_tls_worker_init(shm);
 
     w.polls = ap_xcalloc(nlisteners, sizeof(*w.polls));
     for (size_t i = 0; i < nlisteners; i++) {
