@@ -157,13 +157,12 @@ static void on_info(const SSL *ssl, int where, int ret)
 /* Seals or opens a ticket with the keys in shared memory. OpenSSL's
  * contract: for a new ticket (enc = 1) fill key_name and iv and set up
  * both contexts, 1 on success (0: no ticket); to open one, find the key
- * by name (0: unknown, full handshake), 1 when it is the current key, 2
- * when it is the previous one (the client gets a fresh ticket). */
+ * by name (0: unknown, full handshake), 1 when it is usable as is, 2 when
+ * the client should get a fresh ticket. */
 static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
     ap_ticket_key_t keys[2];
-    (void)ssl;
     if (ticket_shm == NULL)
         return 0;
     uint32_t n = ap_shm_tickets_get(ticket_shm, keys);
@@ -179,9 +178,12 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char *iv
         for (uint32_t i = 0; i < n && k == NULL; i++)
             if (memcmp(key_name, keys[i].name, 16) == 0)
                 k = &keys[i];
+        /* 2 asks for a fresh ticket: when the key is the previous one,
+         * and always in TLS 1.3, where clients use a ticket once (OpenSSL
+         * sends none after a resumption unless asked). */
         if (k)
             rc = EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes_key, iv) == 1
-                     ? (k == &keys[0] ? 1 : 2)
+                     ? (k == &keys[0] && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2)
                      : -1;
     }
     if (k && rc > 0) {
