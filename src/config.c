@@ -332,6 +332,11 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
             add_error(ps, where, d, "%s: \"%s\"", why, value);
             return;
         }
+        if (d->type == T_ADMIN && (lc.tls || lc.redirect)) {
+            add_error(ps, where, d, "the admin listener is plain HTTP: no tls or redirect flag");
+            ap_listen_conf_cleanup(&lc);
+            return;
+        }
         for (size_t i = 0; i < c->nlisten; i++) {
             if (ap_listen_same(&c->listen[i], &lc)) {
                 add_error(ps, where, d, "duplicate address \"%s\"", lc.text);
@@ -340,11 +345,6 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
             }
         }
         lc.admin = d->type == T_ADMIN;
-        if (lc.admin && (lc.tls || lc.redirect)) {
-            add_error(ps, where, d, "the admin listener is plain HTTP: no tls or redirect flag");
-            ap_listen_conf_cleanup(&lc);
-            return;
-        }
         c->listen = ap_xrealloc(c->listen, (c->nlisten + 1) * sizeof(*c->listen));
         c->listen[c->nlisten++] = lc;
         return;
@@ -705,7 +705,8 @@ static void validate(parse_t *ps)
         if (!have_tls && l->addr.ss_family != AF_UNIX)
             c->https_port = ntohs(((const struct sockaddr_in *)&l->addr)->sin_port);
         have_tls |= l->addr.ss_family != AF_UNIX;
-        if (c->ntls_certs == 0) {
+        /* (A certificate line that was wrong has said so already.) */
+        if (c->ntls_certs == 0 && !ps->seen[find_directive("tls", "certificate") - directives]) {
             snprintf(why, sizeof(why), "\"%s\" is a tls listener: [tls] certificate is needed",
                      l->text);
             add_late_error(ps, "server", "listen", why);
