@@ -218,6 +218,10 @@ sub start_client($seconds) {
 
     my ($r, $i) = tls_get(%C);
     is($i->{serial}, '0200', 'renewal: a new connection gets the renewed certificate (serial 0200)');
+    # The runbook's check (doc/operations.md, section 9).
+    my $seen = `openssl s_client -connect 127.0.0.1:$tport -servername site.test </dev/null 2>/dev/null | openssl x509 -noout -serial -enddate`;
+    like($seen, qr/^serial=0200$/m, 'renewal: openssl s_client | openssl x509 -serial shows it');
+    like($seen, qr/^notAfter=/m, 'renewal: ... and its expiry date');
     is($t->master_pid, $master, 'renewal: same master, no restart');
     ok(proc_alive($master), 'renewal: the master runs');
 
@@ -246,6 +250,26 @@ sub start_client($seconds) {
     my ($r, $i) = tls_get(%C);
     is($r && $r->{status}, 200, 'broken renewal: still serving');
     is($i->{serial}, '0200', 'broken renewal: with the certificate it had');
+}
+
+# A certificate close to expiry: the reload goes ahead and logs a warning,
+# as a start does.
+{
+    make_cert($dir, 'short', names => ['site.test'], serial => 0x300, days => 5);
+    rename "$dir/short.key", "$dir/site.key" or die;
+    rename "$dir/short.pem", "$dir/site.pem" or die;
+    my ($code, $out, $err) = $t->cli('-s', 'reload', '--wait', { timeout => 60 });
+    is($code, 0, 'a certificate with 5 days left: reload --wait succeeds') or diag($err);
+    my ($r, $i) = tls_get(%C);
+    is($i->{serial}, '0300', 'a certificate with 5 days left: served');
+    my $warn = qr/tls\.certificate: warning: the certificate in "\Q$dir\E\/site\.pem" expires in [45] days/;
+    ok(scalar(grep { ($_->{level} // '') eq 'warn' && ($_->{msg} // '') =~ /^reload: .*$warn/ } $t->log_records),
+        'a certificate with 5 days left: the reload logs a warning');
+    $t->stop;
+    unlink $t->error_log;
+    $t->run(timeout => 15);
+    ok(scalar(grep { ($_->{level} // '') eq 'warn' && ($_->{msg} // '') =~ $warn } $t->log_records),
+        'a certificate with 5 days left: the start logs a warning');
 }
 
 done_testing;
