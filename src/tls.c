@@ -643,8 +643,10 @@ int ap_tls_conn_read(ap_tls_conn_t *t, const char *data, size_t len, ap_buf_t *p
         data += n;
         len -= (size_t)n;
     }
+    /* SSL_get_error needs an empty error queue; errors are cleared where
+     * they are handled, and once here against anyone else's leftovers. */
+    ERR_clear_error();
     if (!t->established) {
-        ERR_clear_error();
         int rc = SSL_do_handshake(t->ssl);
         if (rc != 1) {
             int e = SSL_get_error(t->ssl, rc);
@@ -661,11 +663,14 @@ int ap_tls_conn_read(ap_tls_conn_t *t, const char *data, size_t len, ap_buf_t *p
     for (;;) {
         ap_buf_reserve(plain, AP_TLS_READ_CHUNK);
         size_t room = plain->cap - plain->len - 1;
-        ERR_clear_error();
         int n = SSL_read(t->ssl, plain->data + plain->len, room > INT_MAX ? INT_MAX : (int)room);
         if (n > 0) {
             plain->len += (size_t)n;
             plain->data[plain->len] = '\0';
+            /* Nothing buffered on either side: no need to ask again only
+             * to hear "want read". */
+            if (SSL_pending(t->ssl) == 0 && BIO_ctrl_pending(t->rbio) == 0 && !t->reneg)
+                return AP_TLS_OK;
             continue;
         }
         int e = SSL_get_error(t->ssl, n);
@@ -688,9 +693,9 @@ int ap_tls_conn_write(ap_tls_conn_t *t, const void *data, size_t len)
     const char *p = data;
     if (!t->established || t->failed || t->shut)
         return -1;
+    ERR_clear_error();
     while (len > 0) {
         int chunk = len > INT_MAX ? INT_MAX : (int)len;
-        ERR_clear_error();
         /* The write BIO grows as needed: SSL_write takes it all. */
         int n = SSL_write(t->ssl, p, chunk);
         if (n <= 0) {
