@@ -31,6 +31,8 @@
  * sending at that instant, and the client would see a reset. Well below
  * the idle timeouts of common clients (4 s and more). */
 #define AP_DRAIN_IDLE_GRACE_MS 1000
+/* Response bytes encrypted at a time on a TLS connection. */
+#define AP_TLS_WRITE_SLICE (64 * 1024)
 
 struct write_req {
     uv_write_t req;
@@ -259,11 +261,18 @@ static void conn_write(ap_conn_t *c, const char *data, size_t len)
         sock_write(c, data, len);
         return;
     }
-    if (ap_tls_conn_write(c->tls, data, len) < 0) {
-        ap_conn_close(c);
-        return;
+    /* In slices: the engine's output buffer keeps the size of the
+     * largest write it took, for the life of the connection. */
+    while (len > 0 && c->state != AP_CONN_CLOSING) {
+        size_t n = len < AP_TLS_WRITE_SLICE ? len : AP_TLS_WRITE_SLICE;
+        if (ap_tls_conn_write(c->tls, data, n) < 0) {
+            ap_conn_close(c);
+            return;
+        }
+        tls_flush(c);
+        data += n;
+        len -= n;
     }
-    tls_flush(c);
 }
 
 /* Ciphertext from the socket: through the engine into the input buffer,

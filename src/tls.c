@@ -60,10 +60,16 @@ struct ap_tls_conn_s {
 
 /* The worker's shared segment, for the ticket keys. */
 static ap_shm_t *ticket_shm;
+/* AES-256-CBC, fetched once: EVP_aes_256_cbc() makes OpenSSL 3 look the
+ * implementation up again for every ticket. */
+static EVP_CIPHER *ticket_cipher;
 
 void ap_tls_worker_init(ap_shm_t *shm)
 {
     ticket_shm = shm;
+    if (ticket_cipher == NULL)
+        ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    ERR_clear_error();
 }
 
 /* --- names and SNI --- */
@@ -163,6 +169,7 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char *iv
                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
     ap_ticket_key_t keys[2];
+    const EVP_CIPHER *cipher = ticket_cipher ? ticket_cipher : EVP_aes_256_cbc();
     if (ticket_shm == NULL)
         return 0;
     uint32_t n = ap_shm_tickets_get(ticket_shm, keys);
@@ -172,7 +179,7 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char *iv
         if (n > 0 && RAND_bytes(iv, 16) == 1) {
             k = &keys[0];
             memcpy(key_name, k->name, 16);
-            rc = EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes_key, iv) == 1 ? 1 : -1;
+            rc = EVP_EncryptInit_ex(cctx, cipher, NULL, k->aes_key, iv) == 1 ? 1 : -1;
         }
     } else {
         for (uint32_t i = 0; i < n && k == NULL; i++)
@@ -182,7 +189,7 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char *iv
          * and always in TLS 1.3, where clients use a ticket once (OpenSSL
          * sends none after a resumption unless asked). */
         if (k)
-            rc = EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes_key, iv) == 1
+            rc = EVP_DecryptInit_ex(cctx, cipher, NULL, k->aes_key, iv) == 1
                      ? (k == &keys[0] && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2)
                      : -1;
     }
