@@ -234,20 +234,19 @@ static void free_certs(ap_config_t *c)
     c->ntls_certs = 0;
 }
 
-/* "max-age=N[; includeSubDomains][; preload]" in any case and spacing,
- * written back in the canonical form. Returns NULL with *why set. */
+/* "max-age=N[; includeSubDomains][; preload]" in any case, separated by
+ * semicolons or blanks, written back in the canonical form. Returns NULL
+ * with *why set. */
 static char *parse_hsts(const char *value, const char **why)
 {
     uint64_t max_age = 0;
     int have_age = 0, subdomains = 0, preload = 0;
     char *copy = ap_xstrdup(value), *save = NULL;
     *why = NULL;
-    for (char *tok = strtok_r(copy, ";", &save); tok && !*why; tok = strtok_r(NULL, ";", &save)) {
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        size_t n = strlen(tok);
-        while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-            tok[--n] = '\0';
+    /* Blanks separate as semicolons do: in the file, a blank before a
+     * semicolon would start a comment (inih). */
+    for (char *tok = strtok_r(copy, "; \t", &save); tok && !*why;
+         tok = strtok_r(NULL, "; \t", &save)) {
         if (strncasecmp(tok, "max-age=", 8) == 0) {
             const char *d = tok + 8;
             max_age = 0;
@@ -265,8 +264,7 @@ static char *parse_hsts(const char *value, const char **why)
         } else if (strcasecmp(tok, "preload") == 0) {
             preload = 1;
         } else {
-            *why = "expected off or max-age=SECONDS with optional includeSubDomains and preload, "
-                   "separated by \";\"";
+            *why = "expected off, or max-age=SECONDS with optional includeSubDomains and preload";
         }
     }
     free(copy);
