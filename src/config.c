@@ -700,8 +700,10 @@ static void validate(parse_t *ps)
         const ap_listen_conf_t *l = &c->listen[i];
         if (!l->tls)
             continue;
-        if (!have_tls && l->addr.ss_family != AF_UNIX)
+        if (!have_tls && l->addr.ss_family == AF_INET)
             c->https_port = ntohs(((const struct sockaddr_in *)&l->addr)->sin_port);
+        else if (!have_tls && l->addr.ss_family == AF_INET6)
+            c->https_port = ntohs(((const struct sockaddr_in6 *)&l->addr)->sin6_port);
         have_tls |= l->addr.ss_family != AF_UNIX;
         /* (A certificate line that was wrong has said so already.) */
         if (c->ntls_certs == 0 && !ps->seen[find_directive("tls", "certificate") - directives]) {
