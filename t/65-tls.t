@@ -15,7 +15,9 @@ use Test::More;
 use IO::Socket::INET ();
 use IO::Socket::SSL ();
 use JSON::PP ();
+use IO::Select ();
 use Net::SSLeay ();
+use POSIX ();
 use Time::HiRes qw(time sleep);
 use Apiary::Test qw(:all);
 use Apiary::TLS qw(:all);
@@ -163,6 +165,53 @@ my %C = (port => $tport, ca => $ca);
     my $j = $r && eval { $JSON->decode($r->{body}) };
     is(length($j && $j->{blob} // ''), 300_000, 'a 300 kB POST body echoed over TLS: intact');
     $s->close(SSL_fast_shutdown => 1);
+}
+
+# TLS records that arrive a few bytes at a time: a proxy forwards what the
+# client sends in pieces of 1 to 7 bytes, so every record (handshake and
+# application data) is split across many reads of the server.
+{
+    my $ls = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 4,
+        ReuseAddr => 1) or die "proxy listen: $!";
+    my $pport = $ls->sockport;
+    my $proxy = fork // die "fork: $!";
+    if ($proxy == 0) {
+        my $c = $ls->accept;
+        my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $tport) or POSIX::_exit(1);
+        my $sel = IO::Select->new($c, $u);
+        my $end = time + 20;
+        while (time < $end) {
+            for my $h ($sel->can_read(0.5)) {
+                my $n = sysread($h, my $buf, 65536);
+                POSIX::_exit(0) unless $n;
+                if ($h == $u) { syswrite($c, $buf); next }
+                while (length $buf) {
+                    syswrite($u, substr($buf, 0, 1 + int(rand(7)), ''));
+                    sleep 0.0005;
+                }
+            }
+        }
+        POSIX::_exit(0);
+    }
+    close $ls;
+    my $s = tls_connect(%C, port => $pport, verify_name => 'a.test', sni => 'a.test', timeout => 10);
+    ok($s, 'records in pieces: the handshake completes');
+    my @st;
+    if ($s) {
+        tls_send($s, join '', map { "GET /live HTTP/1.1\r\nHost: a\r\n\r\n" } 1 .. 5);
+        for (1 .. 5) {
+            my $r = tls_read_response($s, timeout => 10);
+            push @st, $r ? $r->{status} : 'none';
+        }
+        my $body = '{"a": 1, "b": 2}';
+        my $r = tls_request($s, "POST /rpc/add_them HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+            . "Connection: close\r\nContent-Length: " . length($body) . "\r\n\r\n$body", timeout => 10);
+        push @st, $r ? "$r->{status}:$r->{body}" : 'none';
+        $s->close(SSL_fast_shutdown => 1);
+    }
+    is("@st", '200 200 200 200 200 200:3', 'records in pieces: pipelined requests and a POST all answered');
+    kill 'TERM', $proxy;
+    waitpid($proxy, 0);
 }
 
 # ---------------------------------------------------------------------------
