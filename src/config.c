@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <netinet/in.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "alloc.h"
 #include "jwt.h"
 #include "log.h"
+#include "tls.h"
 
 #ifndef AP_RUNSTATEDIR
 #define AP_RUNSTATEDIR "/run"
@@ -38,10 +41,13 @@ typedef enum {
     T_OFFSTR,   /* text, or "off" for NULL */
     T_OPTSTR,   /* text, or empty for NULL */
     T_PREFIX,   /* URL path prefix: "/" or "/x/y" */
-    T_BOOL,     /* on/off */
     T_ROOT,     /* repeatable [static] root: PREFIX DIR [fallback=FILE] */
     T_CACHECTL, /* repeatable [static] cache_control: PATTERN VALUE */
     T_SYMLINKS, /* off, inside, on */
+    T_BOOL,     /* on/off, yes/no, true/false, 1/0 */
+    T_CERT,     /* repeatable: "CHAIN_FILE [KEY_FILE]" */
+    T_TLSPROTO, /* TLS versions: "TLSv1.2 TLSv1.3" */
+    T_HSTS,     /* a Strict-Transport-Security value, or "off" */
 } dtype_t;
 
 typedef struct {
@@ -59,6 +65,13 @@ typedef struct {
 #define AP_GZIP_DEFAULT_TYPES                                                                      \
     "text/* application/javascript application/json application/*+json application/xml "         \
     "application/*+xml image/svg+xml application/wasm"
+/* Mozilla's "intermediate" profile (version 5.7): forward secrecy and AEAD
+ * only, for TLS 1.2 clients back to 2013 or so. */
+#define AP_TLS_CIPHERS                                                                             \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"    \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"      \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+#define AP_TLS_CIPHERSUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define DAY_MS (24ULL * 3600 * 1000)
 #define GIB (1024ULL * 1024 * 1024)
 
@@ -127,6 +140,13 @@ static const directive_t directives[] = {
     {"log", "access_format", T_STRING, OFF(access_format), "json", 0, 0},
     {"log", "access_query", T_STRING, OFF(access_query), "on", 0, 0},
     {"log", "slow_ms", T_UINT, OFF(slow_ms), "0", 0, DAY_MS},
+    {"tls", "certificate", T_CERT, 0, "", 0, 0},
+    {"tls", "protocols", T_TLSPROTO, OFF(tls_protocols), "TLSv1.2 TLSv1.3", 0, 0},
+    {"tls", "ciphers", T_STRING, OFF(tls_ciphers), AP_TLS_CIPHERS, 0, 0},
+    {"tls", "ciphersuites", T_STRING, OFF(tls_ciphersuites), AP_TLS_CIPHERSUITES, 0, 0},
+    {"tls", "session_tickets", T_BOOL, OFF(tls_session_tickets), "on", 0, 0},
+    {"tls", "ticket_rotate", T_DURATION, OFF(tls_ticket_rotate_ms), "1h", 1000, 7 * DAY_MS},
+    {"tls", "hsts", T_HSTS, OFF(tls_hsts), "max-age=63072000", 0, 0},
 };
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
 
@@ -416,6 +436,71 @@ static void set_cache_rule(parse_t *ps, const directive_t *d, const char *value,
     c->ncache_rules++;
 }
 
+static void free_certs(ap_config_t *c)
+{
+    for (size_t i = 0; i < c->ntls_certs; i++) {
+        free(c->tls_certs[i].chain);
+        free(c->tls_certs[i].key);
+        free(c->tls_certs[i].where);
+    }
+    free(c->tls_certs);
+    c->tls_certs = NULL;
+    c->ntls_certs = 0;
+}
+
+/* "max-age=N[; includeSubDomains][; preload]" in any case, separated by
+ * semicolons or blanks, written back in the canonical form. Returns NULL
+ * with *why set. */
+static char *parse_hsts(const char *value, const char **why)
+{
+    uint64_t max_age = 0;
+    int have_age = 0, subdomains = 0, preload = 0;
+    char *copy = ap_xstrdup(value), *save = NULL;
+    *why = NULL;
+    /* Blanks separate as semicolons do: in the file, a blank before a
+     * semicolon would start a comment (inih). */
+    for (char *tok = strtok_r(copy, "; \t", &save); tok && !*why;
+         tok = strtok_r(NULL, "; \t", &save)) {
+        if (strncasecmp(tok, "max-age=", 8) == 0) {
+            const char *d = tok + 8;
+            max_age = 0;
+            if (!isdigit((unsigned char)*d))
+                *why = "max-age must be a number of seconds";
+            for (; *d && !*why; d++) {
+                if (!isdigit((unsigned char)*d) || max_age > 1000000000ULL)
+                    *why = "max-age must be a number of seconds (at most 1000000000)";
+                else
+                    max_age = max_age * 10 + (uint64_t)(*d - '0');
+            }
+            have_age = 1;
+        } else if (strcasecmp(tok, "includeSubDomains") == 0) {
+            subdomains = 1;
+        } else if (strcasecmp(tok, "preload") == 0) {
+            preload = 1;
+        } else {
+            *why = "expected off, or max-age=SECONDS with optional includeSubDomains and preload";
+        }
+    }
+    free(copy);
+    if (*why)
+        return NULL;
+    if (!have_age) {
+        *why = "max-age=SECONDS is required (or off)";
+        return NULL;
+    }
+    /* The browsers' preload list takes only sites that ask for a year
+     * or more, subdomains included (hstspreload.org). */
+    if (preload && (!subdomains || max_age < 31536000)) {
+        *why = "preload needs includeSubDomains and a max-age of at least 31536000 (one year)";
+        return NULL;
+    }
+    ap_buf_t b;
+    ap_buf_init(&b);
+    ap_buf_printf(&b, "max-age=%llu%s%s", (unsigned long long)max_age,
+                  subdomains ? "; includeSubDomains" : "", preload ? "; preload" : "");
+    return b.data;
+}
+
 /* Drops the public listen lines (the first listen line of the file, or
  * APIARY_SERVER_LISTEN, replaces the default); the admin one stays. */
 static void drop_public_listen(ap_config_t *c)
@@ -457,6 +542,11 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
         }
         if (ap_listen_parse(value, &lc, &why) < 0) {
             add_error(ps, where, d, "%s: \"%s\"", why, value);
+            return;
+        }
+        if (d->type == T_ADMIN && (lc.tls || lc.redirect)) {
+            add_error(ps, where, d, "the admin listener is plain HTTP: no tls or redirect flag");
+            ap_listen_conf_cleanup(&lc);
             return;
         }
         for (size_t i = 0; i < c->nlisten; i++) {
@@ -575,6 +665,69 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
         }
         *(uint64_t *)field = v;
         return;
+    case T_CERT: {
+        /* The default is no certificate at all. */
+        if (value[0] == '\0' && where && strcmp(where, "default") == 0)
+            return;
+        char *copy = ap_xstrdup(value), *save = NULL;
+        char *chain = strtok_r(copy, " \t", &save);
+        char *key = chain ? strtok_r(NULL, " \t", &save) : NULL;
+        char *extra = key ? strtok_r(NULL, " \t", &save) : NULL;
+        if (chain == NULL || extra != NULL || chain[0] != '/' || (key && key[0] != '/')) {
+            add_error(ps, where, d,
+                      "expected CERTIFICATE_FILE [KEY_FILE], absolute paths, got \"%s\"", value);
+            free(copy);
+            return;
+        }
+        ap_tls_cert_conf_t cc = {ap_xstrdup(chain), ap_xstrdup(key ? key : chain), NULL};
+        ap_buf_t w;
+        ap_buf_init(&w);
+        if (where)
+            ap_buf_append_str(&w, where);
+        else
+            ap_buf_printf(&w, "%s:%d", ps->name, ps->line);
+        cc.where = w.data;
+        c->tls_certs = ap_xrealloc(c->tls_certs, (c->ntls_certs + 1) * sizeof(*c->tls_certs));
+        c->tls_certs[c->ntls_certs++] = cc;
+        free(copy);
+        return;
+    }
+    case T_TLSPROTO: {
+        uint32_t bits = 0;
+        char *copy = ap_xstrdup(value), *save = NULL;
+        for (char *tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+            if (strcmp(tok, "TLSv1.2") == 0) {
+                bits |= AP_TLS_PROTO_12;
+            } else if (strcmp(tok, "TLSv1.3") == 0) {
+                bits |= AP_TLS_PROTO_13;
+            } else {
+                add_error(ps, where, d,
+                          "\"%s\": only TLSv1.2 and TLSv1.3 are supported (older versions are "
+                          "broken)",
+                          tok);
+                free(copy);
+                return;
+            }
+        }
+        free(copy);
+        if (bits == 0) {
+            add_error(ps, where, d, "expected TLSv1.2, TLSv1.3 or both");
+            return;
+        }
+        *(uint32_t *)field = bits;
+        return;
+    }
+    case T_HSTS: {
+        const char *why;
+        char *hsts = NULL;
+        if (strcmp(value, "off") != 0 && (hsts = parse_hsts(value, &why)) == NULL) {
+            add_error(ps, where, d, "%s, got \"%s\"", why, value);
+            return;
+        }
+        free(*(char **)field);
+        *(char **)field = hsts;
+        return;
+    }
     case T_LOGLEVEL: {
         int level = ap_log_level_parse(value);
         if (level < 0) {
@@ -653,6 +806,8 @@ static int handle(void *user, const char *section, const char *name, const char 
         /* The first listen line replaces the built-in default. */
         if (!ps->seen[idx])
             drop_public_listen(ps->conf);
+    } else if (d->type == T_CERT) {
+        /* Repeatable: each line adds a certificate. */
     } else if (ps->seen[idx]) {
         add_error(ps, NULL, d, "duplicate key (it may appear once)");
         return 1;
@@ -710,8 +865,11 @@ static void apply_env(parse_t *ps, char *const *envp)
                 add_error(ps, where, NULL, "unknown configuration variable");
             continue;
         }
-        if (d->type == T_LISTEN) {
-            drop_public_listen(ps->conf);
+        if (d->type == T_LISTEN || d->type == T_CERT) {
+            if (d->type == T_LISTEN)
+                drop_public_listen(ps->conf);
+            else
+                free_certs(ps->conf);
             char *copy = ap_xstrdup(value);
             char *save = NULL;
             for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
@@ -902,6 +1060,35 @@ static void validate(parse_t *ps)
         public += !c->listen[i].admin;
     if (public == 0 && ps->nerrors == 0)
         add_late_error(ps, "server", "listen", "at least one address is needed");
+    /* TLS listeners need a certificate; redirect listeners send clients
+     * to the first TLS listener's port (443 without one: TLS terminated
+     * in front, on the standard port). */
+    c->https_port = 443;
+    int have_tls = 0;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        const ap_listen_conf_t *l = &c->listen[i];
+        if (!l->tls)
+            continue;
+        if (!have_tls && l->addr.ss_family == AF_INET)
+            c->https_port = ntohs(((const struct sockaddr_in *)&l->addr)->sin_port);
+        else if (!have_tls && l->addr.ss_family == AF_INET6)
+            c->https_port = ntohs(((const struct sockaddr_in6 *)&l->addr)->sin6_port);
+        have_tls |= l->addr.ss_family != AF_UNIX;
+        /* (A certificate line that was wrong has said so already.) */
+        if (c->ntls_certs == 0 && !ps->seen[find_directive("tls", "certificate") - directives]) {
+            snprintf(why, sizeof(why), "\"%s\" is a tls listener: [tls] certificate is needed",
+                     l->text);
+            add_late_error(ps, "server", "listen", why);
+            break;
+        }
+    }
+    if (c->ntls_certs) {
+        char detail[256];
+        if (ap_tls_check_ciphers(c->tls_ciphers, 0, detail, sizeof(detail)) < 0)
+            add_late_error(ps, "tls", "ciphers", detail);
+        if (ap_tls_check_ciphers(c->tls_ciphersuites, 1, detail, sizeof(detail)) < 0)
+            add_late_error(ps, "tls", "ciphersuites", detail);
+    }
     if (c->max_uri_size > c->max_header_size) {
         snprintf(why, sizeof(why), "must not exceed server.max_header_size (%llu)",
                  (unsigned long long)c->max_header_size);
@@ -938,6 +1125,20 @@ ap_config_t *ap_config_parse(const char *name, const char *text, size_t len, cha
     }
     apply_env(&ps, envp);
     validate(&ps);
+
+    /* Certificates are read and checked only when the rest is valid: the
+     * protocols and ciphers go into every context. */
+    if (ps.nerrors == 0 && ps.conf->ntls_certs) {
+        ap_buf_t warnings;
+        ap_buf_init(&warnings);
+        int n = 0;
+        ps.conf->tls = ap_tls_new(ps.conf, errors, &warnings, &n);
+        ps.nerrors += n;
+        if (warnings.len && ps.nerrors)
+            ap_buf_append(errors, warnings.data, warnings.len);
+        ps.conf->warnings = warnings.len ? ap_xstrdup(warnings.data) : NULL;
+        ap_buf_cleanup(&warnings);
+    }
 
     if (ps.nerrors) {
         ap_config_free(ps.conf);
@@ -997,10 +1198,13 @@ void ap_config_free(ap_config_t *c)
     free_listen(c);
     free_static(c);
     free_cache_rules(c);
+    free_certs(c);
+    ap_tls_free(c->tls);
+    free(c->warnings);
     for (size_t i = 0; i < NDIRECTIVES; i++) {
         const directive_t *d = &directives[i];
         if (d->type == T_STRING || d->type == T_OFFSTR || d->type == T_OPTSTR ||
-            d->type == T_PREFIX)
+            d->type == T_PREFIX || d->type == T_HSTS)
             free(*(char **)((char *)c + d->offset));
     }
     ap_jwt_keyset_free(c->api_jwt_keys);

@@ -29,6 +29,18 @@ typedef struct ap_cache_rule_s {
 } ap_cache_rule_t;
 
 enum { AP_SYMLINKS_OFF, AP_SYMLINKS_INSIDE, AP_SYMLINKS_ON };
+/* [tls] protocols, as bits. */
+#define AP_TLS_PROTO_12 1u
+#define AP_TLS_PROTO_13 2u
+
+/* One [tls] certificate line. */
+typedef struct ap_tls_cert_conf_s {
+    char *chain; /* PEM: the certificate, then its intermediates */
+    char *key;   /* PEM: its private key (the chain file when not given) */
+    char *where; /* "file:line" or "env:NAME", for messages */
+} ap_tls_cert_conf_t;
+
+struct ap_tls_s;
 
 typedef struct ap_config_s {
     char *path; /* the file it was read from */
@@ -118,11 +130,29 @@ typedef struct ap_config_s {
     uint64_t slow_ms;      /* 0: off */
     int access_combined;   /* from access_format */
     int access_log_query;  /* from access_query */
+
+    /* [tls] */
+    ap_tls_cert_conf_t *tls_certs; /* the first is the default (no SNI match) */
+    size_t ntls_certs;
+    uint32_t tls_protocols; /* AP_TLS_PROTO_* */
+    char *tls_ciphers;      /* TLS 1.2 cipher list */
+    char *tls_ciphersuites; /* TLS 1.3 suites */
+    int tls_session_tickets;
+    uint64_t tls_ticket_rotate_ms;
+    char *tls_hsts; /* the Strict-Transport-Security value; NULL: off */
+
+    /* Derived while loading. */
+    unsigned https_port;  /* where redirect listeners send clients */
+    struct ap_tls_s *tls; /* the loaded certificates; NULL without any */
+    char *warnings;       /* "file:line: key: warning: ..." lines, or NULL */
 } ap_config_t;
 
 /* Reads and validates path, then applies APIARY_<SECTION>_<KEY> variables
  * from envp (may be NULL). Returns the snapshot, or NULL after appending one
- * line per problem to errors: "file:line: section.key: why". */
+ * line per problem to errors: "file:line: section.key: why". Loading
+ * includes reading and checking the [tls] certificates and keys; what
+ * deserves a warning only (a certificate about to expire) is kept in
+ * conf->warnings, for the caller to show. */
 ap_config_t *ap_config_load(const char *path, char *const *envp, ap_buf_t *errors);
 
 /* Same for text held in memory; name stands for the file in messages. */

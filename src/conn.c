@@ -17,6 +17,7 @@
 #include "log.h"
 #include "router.h"
 #include "shm.h"
+#include "tls.h"
 #include "worker.h"
 
 /* Bytes asked of the kernel per read. */
@@ -44,6 +45,8 @@
  * write: one trip through the TCP stack and one segment, which costs less
  * than a second system call to sendfile for a small file. */
 #define AP_FILE_INLINE_MAX (16 * 1024)
+/* Response bytes encrypted at a time on a TLS connection. */
+#define AP_TLS_WRITE_SLICE (64 * 1024)
 
 struct write_req {
     uv_write_t req;
@@ -57,6 +60,9 @@ static void conn_process(ap_conn_t *c);
 static void enter_linger(ap_conn_t *c);
 static void file_pump(ap_conn_t *c);
 static void file_release(ap_conn_t *c, int complete);
+static void enter_idle(ap_conn_t *c);
+static void send_error(ap_conn_t *c, int status, const char *detail);
+static struct write_req *conn_write(ap_conn_t *c, const char *data, size_t len, size_t *sent);
 
 static const ap_config_t *conf_of(const ap_conn_t *c)
 {
@@ -73,6 +79,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     ap_worker_conn_closed(c->worker, c);
+    ap_tls_conn_free(c->tls);
     ap_http_parser_cleanup(&c->hp);
     ap_buf_cleanup(&c->in);
     ap_buf_cleanup(&c->out);
@@ -112,6 +119,17 @@ void ap_conn_close(ap_conn_t *c)
     if (c->state == AP_CONN_SENDING)
         file_release(c, 0);
     c->state = AP_CONN_CLOSING;
+    if (c->tls && !c->eof) {
+        /* close_notify, when the socket takes it at once: the connection
+         * is going whatever the client does. */
+        char alert[256];
+        ap_tls_conn_shutdown(c->tls);
+        size_t n = ap_tls_conn_output(c->tls, alert, sizeof(alert));
+        if (n && c->writes_pending == 0) {
+            uv_buf_t b = uv_buf_init(alert, (unsigned int)n);
+            uv_try_write(&c->io.stream, &b, 1);
+        }
+    }
     uv_close(&c->io.handle, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     /* The duplicate descriptor keeps the socket open: it is closed with
@@ -139,6 +157,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         buf->len = sizeof(sink);
         return;
     }
+    /* TLS: ciphertext goes into the engine at once (on_read follows
+     * on_alloc before the next read), so one buffer serves all. */
+    if (c->tls) {
+        static char cipher[AP_READ_CHUNK];
+        buf->base = cipher;
+        buf->len = sizeof(cipher);
+        return;
+    }
     if (c->in_off == c->in.len) {
         c->in_off = 0;
         c->in.len = 0;
@@ -148,10 +174,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = c->in.cap - c->in.len - 1;
 }
 
+static void tls_input(ap_conn_t *c, const char *data, size_t len);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     ap_conn_t *c = s->data;
-    (void)buf;
     if (nread == 0 || c->state == AP_CONN_CLOSING)
         return;
     if (c->state == AP_CONN_LINGER) {
@@ -162,6 +189,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         uv_read_stop(s);
         c->reading = 0;
+        if (c->state == AP_CONN_HANDSHAKE) {
+            ap_tls_conn_abort(c->tls, AP_TLS_FAIL_EOF);
+            ap_conn_close(c);
+            return;
+        }
         if (nread != UV_EOF) {
             close_gone(c);
             return;
@@ -176,6 +208,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         c->eof = 1;
         conn_process(c);
+        return;
+    }
+    if (c->tls) {
+        tls_input(c, buf->base, (size_t)nread);
         return;
     }
     c->in.len += (size_t)nread;
@@ -226,15 +262,14 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-/* Queues bytes for the client: straight to the socket when nothing is
- * queued, copied into a write request for whatever the kernel did not
- * take. Returns that write request (its callback runs once the kernel has
- * the last byte), or NULL when nothing is left queued: all was taken, or
- * the write failed and the connection is closing. *sent, when not NULL,
- * says how many bytes the kernel took at once. */
-static struct write_req *conn_write(ap_conn_t *c, const char *data, size_t len, size_t *sent)
+/* Queues bytes for the socket: straight to it when nothing is queued,
+ * copied into a write request for whatever the kernel did not take.
+ * Returns that write request (its callback runs once the kernel has the
+ * last byte), or NULL when nothing is left queued: all was taken, or the
+ * write failed and the connection is closing. *sent, when not NULL, says
+ * how many bytes the kernel took at once. */
+static struct write_req *sock_write(ap_conn_t *c, const char *data, size_t len, size_t *sent)
 {
-    ap_shm_add(c->worker->slot->bytes_out, len);
     if (sent)
         *sent = 0;
     if (c->writes_pending == 0) {
@@ -312,6 +347,82 @@ static void conn_write_more(ap_conn_t *c, const char *data, size_t len)
     conn_write(c, data, len, NULL);
 }
 
+/* Sends what the TLS engine wrote: handshake messages, alerts, tickets,
+ * records. */
+static void tls_flush(ap_conn_t *c)
+{
+    static char out[64 * 1024];
+    size_t n;
+    while (c->state != AP_CONN_CLOSING && (n = ap_tls_conn_output(c->tls, out, sizeof(out))) > 0)
+        sock_write(c, out, n, NULL);
+}
+
+/* Queues response bytes for the client, through the transport; returns
+ * and reports as sock_write does. Through TLS the bytes count as taken
+ * once encrypted: NULL, and *sent is len. */
+static struct write_req *conn_write(ap_conn_t *c, const char *data, size_t len, size_t *sent)
+{
+    ap_shm_add(c->worker->slot->bytes_out, len);
+    if (c->tls == NULL)
+        return sock_write(c, data, len, sent);
+    if (sent)
+        *sent = len;
+    /* In slices: the engine's output buffer keeps the size of the
+     * largest write it took, for the life of the connection. */
+    while (len > 0 && c->state != AP_CONN_CLOSING) {
+        size_t n = len < AP_TLS_WRITE_SLICE ? len : AP_TLS_WRITE_SLICE;
+        if (ap_tls_conn_write(c->tls, data, n) < 0) {
+            ap_conn_close(c);
+            return NULL;
+        }
+        tls_flush(c);
+        data += n;
+        len -= n;
+    }
+    return NULL;
+}
+
+/* Ciphertext from the socket: through the engine into the input buffer,
+ * then on as plain bytes would go. */
+static void tls_input(ap_conn_t *c, const char *data, size_t len)
+{
+    if (c->in_off == c->in.len) {
+        c->in_off = 0;
+        c->in.len = 0;
+    }
+    int rc = ap_tls_conn_read(c->tls, data, len, &c->in);
+    tls_flush(c);
+    if (c->state == AP_CONN_CLOSING)
+        return;
+    switch (rc) {
+    case AP_TLS_AGAIN:
+        return;
+    case AP_TLS_FAILED:
+        ap_conn_close(c);
+        return;
+    case AP_TLS_PLAIN_HTTP:
+        /* Say so in clear, as nginx does, and close. */
+        ap_tls_conn_free(c->tls);
+        c->tls = NULL;
+        c->state = AP_CONN_HEAD;
+        send_error(c, 400, "a plain HTTP request was sent to an HTTPS port");
+        return;
+    case AP_TLS_CLOSED:
+        /* close_notify: the client sends no more, as with a FIN. */
+        if (c->reading) {
+            uv_read_stop(&c->io.stream);
+            c->reading = 0;
+        }
+        c->eof = 1;
+        break;
+    }
+    if (c->state == AP_CONN_HANDSHAKE)
+        enter_idle(c);
+    else if (c->state == AP_CONN_BODY)
+        set_timer(c, conf_of(c)->body_timeout_ms);
+    conn_process(c);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     ap_conn_t *c = req->data;
@@ -333,6 +444,13 @@ static void enter_linger(ap_conn_t *c)
     if (c->eof) {
         ap_conn_close(c);
         return;
+    }
+    if (c->tls) {
+        /* close_notify goes before the FIN; uv_shutdown waits for it. */
+        ap_tls_conn_shutdown(c->tls);
+        tls_flush(c);
+        if (c->state == AP_CONN_CLOSING)
+            return;
     }
     uv_shutdown_t *req = ap_xmalloc(sizeof(*req));
     req->data = c;
@@ -421,6 +539,13 @@ static void on_timer(uv_timer_t *t)
         ap_log(AP_LOG_INFO, "the client read nothing for server.send_timeout: closing the "
                             "connection with %llu bytes of a file not sent",
                (unsigned long long)c->file_left);
+        file_release(c, 0);
+        ap_conn_close(c);
+        return;
+    case AP_CONN_HANDSHAKE:
+        /* A client that stalls mid-handshake gets header_timeout, as one
+         * that stalls mid-request does. */
+        ap_tls_conn_abort(c->tls, AP_TLS_FAIL_TIMEOUT);
         ap_conn_close(c);
         return;
     case AP_CONN_HANDLING:
@@ -547,6 +672,8 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
         return;
     int keep = want_keep(c);
 
+    if (c->tls && conf->tls_hsts)
+        ap_http_add_header(req, "Strict-Transport-Security", conf->tls_hsts);
     ap_buf_reset(&c->out);
     ap_http_serialize(&c->out, status, conf->server_header, content_type, &req->resp_headers, keep,
                       req->http_minor == 0, body, len, req->method == HTTP_HEAD);
@@ -569,8 +696,8 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
 
 int ap_conn_can_sendfile(const ap_conn_t *c)
 {
-    (void)c;
-    return 1;
+    /* Through TLS the bytes must pass the engine: pread and conn_write. */
+    return c->tls == NULL;
 }
 
 /* Hands the file back to its owner, once. */
@@ -831,14 +958,21 @@ void ap_conn_drain(ap_conn_t *c)
         set_timer(c, AP_DRAIN_IDLE_GRACE_MS - idle);
 }
 
-int ap_conn_accept(ap_worker_t *w, int fd, int family, int admin)
+int ap_conn_accept(ap_worker_t *w, int fd, const ap_listener_t *l)
 {
     ap_conn_t *c = ap_xcalloc(1, sizeof(*c));
-    int rc;
+    int rc, family = l->family;
     c->file_fd = -1;
     c->wfd = -1;
     c->worker = w;
-    c->admin = admin != 0;
+    c->admin = l->admin != 0;
+    c->redirect = l->redirect != 0;
+    if (l->tls && (w->conf->tls == NULL ||
+                   (c->tls = ap_tls_conn_new(w->conf->tls, &w->slot->metrics)) == NULL)) {
+        close(fd);
+        free(c);
+        return UV_ENOMEM;
+    }
     ap_buf_init(&c->in);
     ap_buf_init(&c->out);
     ap_http_parser_init(&c->hp, w->conf);
@@ -851,6 +985,7 @@ int ap_conn_accept(ap_worker_t *w, int fd, int family, int admin)
     if (rc < 0) {
         close(fd);
         ap_http_parser_cleanup(&c->hp);
+        ap_tls_conn_free(c->tls);
         free(c);
         return rc;
     }
@@ -870,7 +1005,13 @@ int ap_conn_accept(ap_worker_t *w, int fd, int family, int admin)
         uv_tcp_nodelay(&c->io.tcp, 1);
     if (ap_access_active)
         ap_access_peer(c);
-    enter_idle(c);
+    if (c->tls) {
+        /* The handshake has header_timeout, as a request head has. */
+        c->state = AP_CONN_HANDSHAKE;
+        set_timer(c, conf_of(c)->header_timeout_ms);
+    } else {
+        enter_idle(c);
+    }
     update_reading(c);
     return 0;
 }

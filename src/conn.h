@@ -11,8 +11,10 @@
 
 #include "buf.h"
 #include "http.h"
+#include "listener.h"
 
 struct ap_worker_s;
+struct ap_tls_conn_s;
 
 typedef enum {
     AP_CONN_IDLE = 0, /* waiting for the first byte of a request */
@@ -22,6 +24,7 @@ typedef enum {
     AP_CONN_SENDING,  /* a response head went out; its body comes from a file */
     AP_CONN_LINGER,   /* final response sent; discarding input before close */
     AP_CONN_CLOSING,  /* handles are being closed */
+    AP_CONN_HANDSHAKE, /* TLS: the handshake is in progress */
 } ap_conn_state_t;
 
 typedef struct ap_conn_s {
@@ -40,6 +43,10 @@ typedef struct ap_conn_s {
     size_t in_off;
     ap_http_parser_t hp;
     ap_buf_t out;      /* scratch for serialising a response */
+    /* The transport: NULL for plain TCP; on a tls listener every byte
+     * read goes through it before the HTTP parser, and every byte written
+     * after the serialiser. */
+    struct ap_tls_conn_s *tls;
 
     uint64_t requests;      /* requests answered on this connection */
     uint64_t idle_since;    /* monotonic ms, while IDLE */
@@ -66,12 +73,20 @@ typedef struct ap_conn_s {
     int wfd;          /* -1 until sendfile first finds the socket full */
     unsigned keep_after : 1;  /* keep the connection once the file is sent */
     unsigned no_sendfile : 1; /* sendfile failed on this file: read and write */
+    unsigned redirect : 1;      /* accepted on a redirect listener */
 } ap_conn_t;
 
 /* Takes an accepted, non-blocking socket (fd is owned from now on, closed
- * on failure too). family is AF_INET, AF_INET6 or AF_UNIX; admin marks the
- * admin listener's connections. Returns 0 or a negative libuv error. */
-int ap_conn_accept(struct ap_worker_s *w, int fd, int family, int admin);
+ * on failure too) from listener l, whose flags (admin, tls, redirect) the
+ * connection takes. Returns 0 or a negative libuv error. */
+int ap_conn_accept(struct ap_worker_s *w, int fd, const ap_listener_t *l);
+
+/* Whether the connection is TLS: its bytes must go through the TLS
+ * engine, so sendfile(2) and the like cannot be used on it. */
+static inline int ap_conn_is_tls(const ap_conn_t *c)
+{
+    return c->tls != NULL;
+}
 
 /* Called by the HTTP layer for the request being handled: sends the
  * response and finishes the request. */

@@ -174,10 +174,18 @@ int ap_listen_parse(const char *line, ap_listen_conf_t *out, const char **why)
                 return -1;
             }
             out->backlog = (int)v;
+        } else if (flen == 3 && memcmp(f, "tls", 3) == 0) {
+            out->tls = 1;
+        } else if (flen == 8 && memcmp(f, "redirect", 8) == 0) {
+            out->redirect = 1;
         } else {
-            *why = "unknown listen flag (known: backlog=N, freebind)";
+            *why = "unknown listen flag (known: backlog=N, freebind, tls, redirect)";
             return -1;
         }
+    }
+    if (out->tls && out->redirect) {
+        *why = "tls and redirect exclude each other (redirect sends plain HTTP clients to https)";
+        return -1;
     }
     out->text = ap_xstrndup(a, alen);
     return 0;
@@ -245,6 +253,8 @@ static int bind_one(const ap_listen_conf_t *lc, ap_listener_t *l)
     l->family = family;
     l->text = ap_xstrdup(lc->text);
     l->admin = lc->admin;
+    l->tls = lc->tls;
+    l->redirect = lc->redirect;
     l->addr = lc->addr;
     l->addrlen = lc->addrlen;
     return 0;
@@ -277,6 +287,8 @@ int ap_listeners_adopt(const ap_listen_conf_t *confs, size_t n, ap_listener_t *h
             ls[i].text = ap_xstrdup(confs[i].text);
             ls[i].unix_path = have[k].unix_path ? ap_xstrdup(have[k].unix_path) : NULL;
             ls[i].admin = confs[i].admin;
+            ls[i].tls = confs[i].tls;
+            ls[i].redirect = confs[i].redirect;
             ls[i].addr = confs[i].addr;
             ls[i].addrlen = confs[i].addrlen;
             continue;
@@ -297,7 +309,8 @@ int ap_listeners_adopt(const ap_listen_conf_t *confs, size_t n, ap_listener_t *h
             *out = NULL;
             return rc;
         }
-        ap_log(AP_LOG_INFO, "listening on %s%s", ls[i].text, ls[i].admin ? " (admin)" : "");
+        ap_log(AP_LOG_INFO, "listening on %s%s", ls[i].text,
+               ls[i].admin ? " (admin)" : ls[i].tls ? " (tls)" : ls[i].redirect ? " (redirect)" : "");
     }
     /* What the new set does not use is closed; a unix socket file stays
      * when some listener of the new set still has its path. */

@@ -16,9 +16,12 @@ typedef struct ap_listen_conf_s {
     int backlog;
     int freebind; /* IP_FREEBIND: bind an address the host does not hold yet */
     int admin;    /* the admin listener ([admin] listen) */
+    int tls;      /* connections speak TLS ([tls] certificates) */
+    int redirect; /* plain HTTP answered with a redirect to https */
 } ap_listen_conf_t;
 
-/* Parses "ADDR [backlog=N] [freebind]" where ADDR is 127.0.0.1:8080, [::1]:8080,
+/* Parses "ADDR [backlog=N] [freebind] [tls] [redirect]" where ADDR is
+ * 127.0.0.1:8080, [::1]:8080,
  * *:8080, 8080 or unix:/path. Returns 0 and fills out (out->text is heap,
  * freed by ap_listen_conf_cleanup), or -1 with *why set to a static
  * explanation. */
@@ -33,6 +36,8 @@ typedef struct ap_listener_s {
     int fd;
     int family;
     int admin;
+    int tls;      /* from the listen line: see ap_listen_conf_t */
+    int redirect;
     char *text;
     char *unix_path; /* set for unix sockets: removed when the master exits */
     struct sockaddr_storage addr;

@@ -435,6 +435,8 @@ int main(int argc, char **argv)
 
     int rc;
     if (test || signame || command) {
+        if (test && conf->warnings)
+            fputs(conf->warnings, stderr);
         if (test)
             fprintf(stderr, "apiary: configuration file %s test is successful\n", conf_path);
         rc = test ? 0

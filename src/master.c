@@ -108,6 +108,7 @@ static struct {
     uint64_t kill_at;  /* monotonic; 0 = none */
     uint64_t tick_at;  /* monotonic: the next look at the workers */
     uint64_t drain_at; /* monotonic: graceful quit after a drain; 0 = none */
+    uint64_t tickets_at; /* monotonic: the next TLS ticket key rotation */
     int rollout;       /* a rolling restart is in progress */
     int reload_again;  /* a HUP came during the rollout */
     int notified_ready;
@@ -124,6 +125,31 @@ static const int handled_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
                                       SIGUSR2, SIGCHLD, SIGTTIN, SIGTTOU};
 
 static void reply_waiting(wait_t what, int ok, const char *message);
+
+/* What loading the configuration found worth a warning (a certificate
+ * close to expiry), one log line each. */
+static void log_warnings(const ap_config_t *conf, const char *prefix)
+{
+    const char *p = conf->warnings;
+    while (p && *p) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        ap_log(AP_LOG_WARN, "%s%.*s", prefix, len, p);
+        p += len + (nl != NULL);
+    }
+}
+
+/* A new key seals TLS session tickets from now on; the one it replaces
+ * still opens tickets for one more period. */
+static void rotate_tickets(uint64_t now)
+{
+    int rc = ap_shm_tickets_rotate(M.shm);
+    if (rc < 0)
+        ap_log_errno(AP_LOG_ERR, rc, "rotating the TLS session ticket keys failed");
+    else
+        ap_log(AP_LOG_DEBUG, "TLS session ticket keys rotated");
+    M.tickets_at = now + M.conf->tls_ticket_rotate_ms;
+}
 
 int ap_master_read_pidfile(const char *pidfile, pid_t *pid)
 {
@@ -592,6 +618,7 @@ static int reload(void)
         return -1;
     }
     ap_buf_cleanup(&errors);
+    log_warnings(conf, "reload: ");
 
     /* New workers open the access log: one they could not open fails the
      * reload, as a listener that cannot be bound does. */
@@ -638,6 +665,8 @@ static int reload(void)
     /* Keep the old control socket path: clients may be talking to it. */
     free(conf->control_socket);
     conf->control_socket = ap_xstrdup(M.conf->control_socket);
+    if (conf->tls_ticket_rotate_ms != M.conf->tls_ticket_rotate_ms)
+        M.tickets_at = ap_clock_mono_ms() + conf->tls_ticket_rotate_ms;
     M.prev_conf = M.conf;
     M.conf = conf;
     M.nworkers = conf->workers;
@@ -1110,6 +1139,8 @@ static void run_timers(void)
         M.drain_at = 0;
         graceful_shutdown();
     }
+    if (now >= M.tickets_at)
+        rotate_tickets(now);
     if (M.kill_at && now >= M.kill_at) {
         ap_log(AP_LOG_WARN, "%zu workers did not stop in time: killing them", alive_workers());
         signal_all(SIGKILL, 0);
@@ -1130,6 +1161,8 @@ static int next_timeout(void)
         next = M.kill_at;
     if (M.drain_at && M.drain_at < next)
         next = M.drain_at;
+    if (M.tickets_at < next)
+        next = M.tickets_at;
     if (M.upgrade_pid && M.upgrade_by < next)
         next = M.upgrade_by;
     if (next == UINT64_MAX)
@@ -1218,6 +1251,8 @@ int ap_master_run(ap_config_t *conf, const ap_master_opts_t *opts)
         return 1;
     }
     publish_master();
+    rotate_tickets(ap_clock_mono_ms());
+    log_warnings(conf, "");
     /* The new master of an upgrade must not take the old one's control
      * socket before it takes over: it listens beside it until then. */
     M.ctl_path = ap_xmalloc(strlen(conf->control_socket) + 8);

@@ -19,6 +19,10 @@ static const char *const sql_classes[AP_M_NSQLCLASSES] = {
     "08", "22", "23", "25", "28", "40", "42", "53", "54", "55", "57", "58", "P0", "XX", "PGRST",
     "other"};
 
+const char *const ap_metrics_tls_fail_names[AP_TLS_NFAILS] = {
+    "protocol", "version", "cipher", "alpn", "certificate", "plain_http", "timeout", "eof",
+    "renegotiation"};
+
 #define ADD(field, v) __atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED)
 #define LOAD(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
@@ -87,6 +91,17 @@ void ap_metrics_db_error(ap_metrics_t *m, const char *sqlstate)
             if (strncmp(sqlstate, sql_classes[k], 2) == 0)
                 i = k;
     ADD(m->db_errors[i], 1);
+}
+
+void ap_metrics_tls_handshake(ap_metrics_t *m, int tls13, int resumed)
+{
+    ADD(m->tls_handshakes[tls13 != 0][resumed != 0], 1);
+}
+
+void ap_metrics_tls_failure(ap_metrics_t *m, int reason)
+{
+    if (reason >= 0 && reason < AP_TLS_NFAILS)
+        ADD(m->tls_failures[reason], 1);
 }
 
 void ap_metrics_fold(ap_metrics_t *dst, const ap_metrics_t *src)
@@ -218,6 +233,18 @@ void ap_metrics_render(ap_buf_t *out, ap_shm_t *shm)
 
     family(out, "apiary_rate_limited_total", "counter", "Requests refused by rate limits.");
     ap_buf_printf(out, "apiary_rate_limited_total %llu\n", (unsigned long long)t.rate_limited);
+    family(out, "apiary_tls_handshakes_total", "counter",
+           "TLS handshakes completed, by protocol version and session resumption.");
+    for (int v = 0; v < 2; v++)
+        for (int r = 0; r < 2; r++)
+            ap_buf_printf(out, "apiary_tls_handshakes_total{protocol=\"%s\",resumed=\"%s\"} %llu\n",
+                          v ? "TLSv1.3" : "TLSv1.2", r ? "true" : "false",
+                          (unsigned long long)t.tls_handshakes[v][r]);
+    family(out, "apiary_tls_handshake_failures_total", "counter",
+           "TLS connections closed before or instead of a completed handshake, by reason.");
+    for (int k = 0; k < AP_TLS_NFAILS; k++)
+        ap_buf_printf(out, "apiary_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
+                      ap_metrics_tls_fail_names[k], (unsigned long long)t.tls_failures[k]);
     family(out, "apiary_schema_cache_reloads_total", "counter",
            "Schema cache loads after each worker's first.");
     ap_buf_printf(out, "apiary_schema_cache_reloads_total %llu\n", (unsigned long long)reloads);

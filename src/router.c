@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* Request dispatch. Order: built-in endpoints (/live, /ready), then the
- * longest prefix among the [static] roots and the API's [api] prefix
- * ("/" being the shortest of all), then 404. */
+/* Request dispatch. Order: built-in endpoints (/live, /ready), then, on a
+ * redirect listener, the redirect to https; then the longest prefix among
+ * the [static] roots and the API's [api] prefix ("/" being the shortest of
+ * all), then 404. */
 #include "router.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,6 +95,80 @@ static void handle_admin(ap_request_t *req)
     ap_buf_cleanup(&b);
 }
 
+/* A Host header value fit to put in a URL: a DNS name or IPv4 address,
+ * or an IPv6 literal in brackets, with an optional port (dropped: the
+ * https port is ours to say). Returns its length without the port, or 0. */
+static size_t redirect_host(const ap_str_t *host)
+{
+    size_t n = host->len, i = 0;
+    const char *p = host->p;
+    if (n == 0 || n > 255)
+        return 0;
+    if (p[0] == '[') {
+        for (i = 1; i < n && p[i] != ']'; i++)
+            if (!isxdigit((unsigned char)p[i]) && p[i] != ':' && p[i] != '.')
+                return 0;
+        if (i == n || i == 1)
+            return 0;
+        i++;
+    } else {
+        for (; i < n && p[i] != ':'; i++)
+            if (!isalnum((unsigned char)p[i]) && p[i] != '-' && p[i] != '.')
+                return 0;
+        if (i == 0)
+            return 0;
+    }
+    size_t end = i;
+    if (i < n) {
+        if (p[i] != ':' || i + 1 == n)
+            return 0;
+        for (i++; i < n; i++)
+            if (!isdigit((unsigned char)p[i]))
+                return 0;
+    }
+    return end;
+}
+
+/* A plain listener with "redirect": the same host and path on https.
+ * GET and HEAD get 301; other methods 308, which keeps the method and
+ * the body (a client turns a POST that got 301 into a GET). */
+static void handle_redirect(ap_request_t *req)
+{
+    const ap_config_t *conf = req->conn->worker->conf;
+    const ap_str_t *host = ap_http_header(req, AP_STR("host"));
+    size_t hlen = host ? redirect_host(host) : 0;
+    if (hlen == 0) {
+        ap_http_respond_error(req, 400, "a valid Host header is needed to redirect to https");
+        return;
+    }
+    ap_buf_t loc;
+    ap_buf_init(&loc);
+    ap_buf_printf(&loc, "https://%.*s", (int)hlen, host->p);
+    if (conf->https_port != 443)
+        ap_buf_printf(&loc, ":%u", conf->https_port);
+    if (req->path.len && req->path.p[0] == '/')
+        ap_buf_append(&loc, req->path.p, req->path.len);
+    else
+        ap_buf_append_char(&loc, '/'); /* OPTIONS * */
+    if (req->query.len) {
+        ap_buf_append_char(&loc, '?');
+        ap_buf_append(&loc, req->query.p, req->query.len);
+    }
+    /* The path and query are as the parser took them: no CR, LF or
+     * space can be in them, so the header line stays one line. */
+    ap_http_add_header(req, "Location", loc.data);
+    ap_http_add_header(req, "Cache-Control", "no-store");
+    ap_buf_t body;
+    ap_buf_init(&body);
+    ap_buf_append_str(&body, "{\"location\":");
+    ap_json_append_string(&body, loc.data, loc.len);
+    ap_buf_append_char(&body, '}');
+    int status = req->method == HTTP_GET || req->method == HTTP_HEAD ? 301 : 308;
+    ap_http_respond(req, status, "application/json", body.data, body.len);
+    ap_buf_cleanup(&body);
+    ap_buf_cleanup(&loc);
+}
+
 void ap_router_dispatch(ap_request_t *req)
 {
     ap_worker_t *w = req->conn->worker;
@@ -107,6 +183,10 @@ void ap_router_dispatch(ap_request_t *req)
     }
     if (ap_str_eq(req->path, AP_STR("/ready"))) {
         handle_ready(req);
+        return;
+    }
+    if (req->conn->redirect) {
+        handle_redirect(req);
         return;
     }
     /* Static roots and the API: the longest prefix wins, so that

@@ -2,9 +2,11 @@
 /* The shared-memory segment. */
 #include "shm.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 
 #define AP_SHM_MAGIC 0x41504931u /* "API1" */
 
@@ -42,4 +44,47 @@ int ap_restart_reason_index(const char *name)
         if (strcmp(name, ap_restart_reason_names[i]) == 0)
             return i;
     return -1;
+}
+
+int ap_shm_tickets_rotate(ap_shm_t *shm)
+{
+    ap_ticket_key_t k;
+    size_t got = 0;
+    while (got < sizeof(k)) {
+        ssize_t n = getrandom((char *)&k + got, sizeof(k) - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        got += (size_t)n;
+    }
+    ap_ticket_keys_t *t = &shm->tickets;
+    __atomic_add_fetch(&t->seq, 1, __ATOMIC_RELEASE);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    if (t->n > 0)
+        t->keys[1] = t->keys[0];
+    t->keys[0] = k;
+    t->n = t->n < 2 ? t->n + 1 : 2;
+    __atomic_add_fetch(&t->seq, 1, __ATOMIC_RELEASE);
+    /* The key is in the segment now; leave no copy on the stack. */
+    explicit_bzero(&k, sizeof(k));
+    return 0;
+}
+
+uint32_t ap_shm_tickets_get(ap_shm_t *shm, ap_ticket_key_t out[2])
+{
+    ap_ticket_keys_t *t = &shm->tickets;
+    /* The master writes a few stores at a time; a master killed in the
+     * middle must not hang its workers, which then seal no ticket. */
+    for (int tries = 0; tries < 100000; tries++) {
+        uint32_t seq = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
+        if (seq & 1)
+            continue;
+        uint32_t n = __atomic_load_n(&t->n, __ATOMIC_RELAXED);
+        memcpy(out, (const void *)t->keys, sizeof(t->keys));
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&t->seq, __ATOMIC_RELAXED) == seq)
+            return n > 2 ? 2 : n;
+    }
+    return 0;
 }

@@ -65,6 +65,25 @@ typedef enum {
     AP_DB_UNHEALTHY, /* no connection could be made */
 } ap_db_state_t;
 
+/* A session-ticket key: its name (sent in clear in each ticket, to find
+ * the key again), an AES-256 key that seals the session and an
+ * HMAC-SHA256 key that authenticates it. */
+typedef struct ap_ticket_key_s {
+    uint8_t name[16];
+    uint8_t aes_key[32];
+    uint8_t hmac_key[32];
+} ap_ticket_key_t;
+
+/* The ticket keys every worker uses, so that a session sealed by one
+ * worker opens on any other. keys[0] seals new tickets; keys[1], the one
+ * it replaced, still opens tickets issued before the last rotation. Only
+ * the master writes, under a sequence lock (seq odd while it writes). */
+typedef struct ap_ticket_keys_s {
+    uint32_t seq;
+    uint32_t n; /* keys held: 0, 1 or 2 */
+    ap_ticket_key_t keys[2];
+} ap_ticket_keys_t;
+
 typedef struct ap_shm_s {
     uint32_t magic;
     uint32_t nslots;
@@ -84,6 +103,7 @@ typedef struct ap_shm_s {
     uint64_t retired_bytes_out;
     uint64_t retired_schema_reloads;
     uint64_t restarts[AP_RESTART_NREASONS];
+    ap_ticket_keys_t tickets;
     ap_shm_slot_t slots[];
 } ap_shm_t;
 
@@ -91,6 +111,16 @@ typedef struct ap_shm_s {
  * set on failure. */
 ap_shm_t *ap_shm_create(uint32_t nslots);
 void ap_shm_destroy(ap_shm_t *shm);
+
+/* The master: a new random key seals tickets from now on; the current
+ * one becomes the previous, and the previous is forgotten. Returns 0, or
+ * -errno when the kernel gives no random bytes (the keys are unchanged). */
+int ap_shm_tickets_rotate(ap_shm_t *shm);
+
+/* A worker: copies the keys (current first) into out and returns how
+ * many there are; retries while the master writes, and gives 0 if the
+ * master never finishes (it died in the middle). */
+uint32_t ap_shm_tickets_get(ap_shm_t *shm, ap_ticket_key_t out[2]);
 
 #define ap_shm_load(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 #define ap_shm_store(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)

@@ -17,6 +17,7 @@
 #include "gzip.h"
 #include "log.h"
 #include "static.h"
+#include "tls.h"
 
 /* Connections accepted per readiness event. Every worker polls the same
  * listening sockets; taking a few at a time leaves the rest of a burst to
@@ -96,7 +97,7 @@ static void on_listener(uv_poll_t *p, int status, int events)
             }
             return;
         }
-        int rc = ap_conn_accept(w, fd, l->family, l->admin);
+        int rc = ap_conn_accept(w, fd, l);
         if (rc < 0)
             ap_log_errno(AP_LOG_ERR, rc, "setting up a connection on %s failed", l->text);
     }
@@ -312,6 +313,8 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     /* After the USR1 handler: a rotation from here on is seen. */
     w.log_generation = ap_shm_load(shm->log_generation);
     ap_access_init(w.loop, conf, id);
+    /* Session tickets are sealed with the keys the master rotates. */
+    ap_tls_worker_init(shm);
 
     w.polls = ap_xcalloc(nlisteners, sizeof(*w.polls));
     for (size_t i = 0; i < nlisteners; i++) {

@@ -111,6 +111,42 @@ int main(void)
     ok(c == NULL && strstr(err.data, "t.conf:3: server.listen: duplicate address") != NULL,
        "duplicate listen rejected");
 
+    /* [tls] keys that need no certificate file. */
+    ap_buf_reset(&err);
+    c = parse("[tls]\nhsts = MAX-AGE=31536000;includesubdomains; Preload\nprotocols = TLSv1.3\n"
+              "session_tickets = off\n",
+              NULL, &err);
+    ok(c && strcmp(c->tls_hsts, "max-age=31536000; includeSubDomains; preload") == 0,
+       "hsts normalised");
+    ok(c && c->tls_protocols == AP_TLS_PROTO_13 && !c->tls_session_tickets && c->tls == NULL &&
+           c->https_port == 443,
+       "protocols, session_tickets; no certificate, no contexts; https port 443");
+    ap_config_free(c);
+    c = parse("[tls]\nhsts = off\n", NULL, &err);
+    ok(c && c->tls_hsts == NULL, "hsts off");
+    ap_config_free(c);
+    c = parse("[tls]\nhsts = max-age=600 includeSubDomains\n", NULL, &err);
+    ok(c && strcmp(c->tls_hsts, "max-age=600; includeSubDomains") == 0, "hsts parts separated by blanks");
+    ap_config_free(c);
+    c = parse("", NULL, &err);
+    ok(c && strcmp(c->tls_hsts, "max-age=63072000") == 0 && c->tls_session_tickets &&
+           c->tls_protocols == (AP_TLS_PROTO_12 | AP_TLS_PROTO_13) && c->ntls_certs == 0 &&
+           c->tls_ticket_rotate_ms == 3600000,
+       "tls defaults");
+    ap_config_free(c);
+    c = parse("[admin]\nlisten = off\n[server]\nlisten = 127.0.0.1:80 redirect\n", NULL, &err);
+    ok(c && c->nlisten == 1 && c->listen[0].redirect && c->https_port == 443,
+       "redirect without tls: port 443");
+    ap_config_free(c);
+    c = parse("[tls]\nhsts = max-age=10; preload\n", NULL, &err);
+    ok(c == NULL && strstr(err.data, "t.conf:2: tls.hsts: preload needs includeSubDomains") != NULL,
+       "weak preload rejected");
+    ap_buf_reset(&err);
+    char *tenv[] = {"APIARY_TLS_PROTOCOLS=TLSv1.0", NULL};
+    c = parse("", tenv, &err);
+    ok(c == NULL && strstr(err.data, "env:APIARY_TLS_PROTOCOLS: tls.protocols:") != NULL,
+       "TLS 1.0 from the environment rejected");
+
     ap_buf_cleanup(&err);
     return done_testing();
 }

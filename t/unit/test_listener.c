@@ -32,8 +32,22 @@ int main(void)
     ok(!parses("127.0.0.1:65536", AF_INET, &why), "port 65536 rejected");
     ok(!parses("::1:80", AF_INET6, &why) && strstr(why, "brackets"), "bare IPv6 rejected");
     ok(!parses("localhost:80", AF_INET, &why), "host names rejected");
-    ok(!parses("127.0.0.1:80 tls", AF_INET, &why) && strstr(why, "unknown listen flag"),
+    ok(!parses("127.0.0.1:80 ssl", AF_INET, &why) && strstr(why, "unknown listen flag"),
        "unknown flag rejected");
+    ok(parses("127.0.0.1:443 tls", AF_INET, &why), "tls flag");
+    ok(parses("[::]:80 redirect backlog=10", AF_INET6, &why), "redirect flag");
+    ok(!parses("127.0.0.1:80 tls redirect", AF_INET, &why) && strstr(why, "exclude"),
+       "tls with redirect rejected");
+    {
+        ap_listen_conf_t lc;
+        ok(ap_listen_parse("127.0.0.1:8443 backlog=7 tls", &lc, &why) == 0 && lc.tls &&
+               !lc.redirect && lc.backlog == 7,
+           "tls flag recorded");
+        ap_listen_conf_cleanup(&lc);
+        ok(ap_listen_parse("127.0.0.1:80 redirect", &lc, &why) == 0 && lc.redirect && !lc.tls,
+           "redirect flag recorded");
+        ap_listen_conf_cleanup(&lc);
+    }
     ok(!parses("127.0.0.1:80 backlog=0", AF_INET, &why), "backlog 0 rejected");
     ok(!parses("", AF_INET, &why), "empty rejected");
 
