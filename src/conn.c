@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "log.h"
 #include "router.h"
+#include "security.h"
 #include "shm.h"
 #include "worker.h"
 
@@ -40,6 +41,8 @@ struct write_req {
 
 static void conn_process(ap_conn_t *c);
 static void enter_linger(ap_conn_t *c);
+static void send_error(ap_conn_t *c, int status, const char *detail);
+static void proxy_input(ap_conn_t *c, ssize_t nread);
 
 static const ap_config_t *conf_of(const ap_conn_t *c)
 {
@@ -51,6 +54,7 @@ static void on_handle_closed(uv_handle_t *h)
     ap_conn_t *c = h->data;
     if (--c->handles_open > 0)
         return;
+    ap_security_conn_closed(c);
     ap_worker_conn_closed(c->worker, c);
     ap_http_parser_cleanup(&c->hp);
     ap_buf_cleanup(&c->in);
@@ -111,6 +115,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             ap_conn_close(c);
         return;
     }
+    if (c->proxy_wait) {
+        proxy_input(c, nread);
+        return;
+    }
     if (nread < 0) {
         uv_read_stop(s);
         c->reading = 0;
@@ -132,9 +140,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     c->in.len += (size_t)nread;
     c->in.data[c->in.len] = '\0';
-    if (c->state == AP_CONN_BODY)
-        set_timer(c, conf_of(c)->body_timeout_ms);
     conn_process(c);
+    if (c->state == AP_CONN_BODY) {
+        int rate;
+        set_timer(c, ap_security_body_timeout(c, &rate));
+    }
 }
 
 /* Reads only while there is room: input piles up while a request is being
@@ -251,8 +261,9 @@ static void send_error(ap_conn_t *c, int status, const char *detail)
     ap_buf_init(&body);
     ap_http_error_body(&body, status, detail);
     ap_buf_reset(&c->out);
-    ap_http_serialize(&c->out, status, conf->server_header, "application/json", NULL, 0, 0,
-                      body.data, body.len, 0);
+    ap_security_response(&c->hp.req, status);
+    ap_http_serialize(&c->out, status, conf->server_header, "application/json",
+                      &c->hp.req.resp_headers, 0, 0, body.data, body.len, 0);
     ap_buf_cleanup(&body);
     ap_shm_add(c->worker->slot->requests, 1);
     ap_metrics_request(&c->worker->slot->metrics, c->hp.started ? (int)llhttp_get_method(&c->hp.llhttp) : -1,
@@ -286,9 +297,13 @@ static void on_timer(uv_timer_t *t)
     case AP_CONN_HEAD:
         send_error(c, 408, "the request head was not received within server.header_timeout");
         return;
-    case AP_CONN_BODY:
-        send_error(c, 408, "the request body stalled for longer than server.body_timeout");
+    case AP_CONN_BODY: {
+        int rate;
+        ap_security_body_timeout(c, &rate);
+        send_error(c, 408, rate ? "the request body arrived slower than server.min_body_rate"
+                                : "the request body stalled for longer than server.body_timeout");
         return;
+    }
     case AP_CONN_HANDLING:
     case AP_CONN_CLOSING:
         return;
@@ -343,6 +358,7 @@ static void conn_process(ap_conn_t *c)
             ap_request_t *req = &c->hp.req;
             req->conn = c;
             c->state = AP_CONN_BODY;
+            c->body_start_ms = ap_clock_mono_ms();
             set_timer(c, conf_of(c)->body_timeout_ms);
             /* The client waits for "100 Continue" before it sends the body;
              * when body bytes are already here it did not wait. */
@@ -379,6 +395,7 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
                conf->keepalive_timeout_ms > 0 && c->requests + 1 < conf->keepalive_requests;
 
     ap_buf_reset(&c->out);
+    ap_security_response(req, status);
     ap_http_serialize(&c->out, status, conf->server_header, content_type, &req->resp_headers, keep,
                       req->http_minor == 0, body, len, req->method == HTTP_HEAD);
     c->requests++;
@@ -414,12 +431,45 @@ void ap_conn_drain(ap_conn_t *c)
         set_timer(c, AP_DRAIN_IDLE_GRACE_MS - idle);
 }
 
-int ap_conn_accept(ap_worker_t *w, int fd, int family, int admin)
+/* The client's address is known (at once, or after the PROXY header):
+ * past a connection limit, a 503 and close; else serve. */
+static void admit(ap_conn_t *c)
+{
+    const char *detail = NULL;
+    int status = ap_security_conn_admit(c, &detail);
+    if (status)
+        send_error(c, status, detail);
+    else
+        conn_process(c);
+}
+
+/* A PROXY protocol listener's connection, before the header is complete:
+ * bytes gather in c->in; a client that sends anything else, or closes,
+ * is dropped without an answer (it is not the balancer), and one that
+ * sends nothing meets the idle header_timeout.
+ * (TLS: the header precedes the handshake, so after it the rest of c->in
+ * is ciphertext for the TLS engine.) */
+static void proxy_input(ap_conn_t *c, ssize_t nread)
+{
+    if (nread < 0) {
+        ap_conn_close(c);
+        return;
+    }
+    c->in.len += (size_t)nread;
+    c->in.data[c->in.len] = '\0';
+    int rc = ap_security_proxy_input(c);
+    if (rc < 0)
+        ap_conn_close(c);
+    else if (rc > 0)
+        admit(c);
+}
+
+int ap_conn_accept(ap_worker_t *w, int fd, const ap_listener_t *l)
 {
     ap_conn_t *c = ap_xcalloc(1, sizeof(*c));
-    int rc;
+    int rc, family = l->family;
     c->worker = w;
-    c->admin = admin != 0;
+    c->admin = l->admin != 0;
     ap_buf_init(&c->in);
     ap_buf_init(&c->out);
     ap_http_parser_init(&c->hp, w->conf);
@@ -449,7 +499,10 @@ int ap_conn_accept(ap_worker_t *w, int fd, int family, int admin)
     }
     if (family != AF_UNIX)
         uv_tcp_nodelay(&c->io.tcp, 1);
+    ap_security_conn_accepted(c, fd, l->proxy_protocol);
     enter_idle(c);
+    if (!c->proxy_wait)
+        admit(c);
     update_reading(c);
     return 0;
 }

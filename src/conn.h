@@ -9,6 +9,8 @@
 
 #include "buf.h"
 #include "http.h"
+#include "listener.h"
+#include "netaddr.h"
 
 struct ap_worker_s;
 
@@ -48,12 +50,19 @@ typedef struct ap_conn_s {
     unsigned close_after : 1;   /* close once the pending writes are done */
     unsigned continue_sent : 1; /* "100 Continue" went out for this request */
     unsigned admin : 1;         /* accepted on the admin listener */
+
+    /* The security layer (security.c): who the client is, and its limits. */
+    ap_addr_t peer;                /* the TCP peer, or the PROXY header's source */
+    char client_addr[AP_ADDR_TEXT]; /* peer as text ("unix" for none): for logs */
+    uint64_t body_start_ms;        /* when the request body began (min_body_rate) */
+    unsigned proxy_wait : 1;       /* a PROXY protocol header must come first */
+    unsigned addr_counted : 1;     /* counted in the per-address connection table */
 } ap_conn_t;
 
 /* Takes an accepted, non-blocking socket (fd is owned from now on, closed
- * on failure too). family is AF_INET, AF_INET6 or AF_UNIX; admin marks the
- * admin listener's connections. Returns 0 or a negative libuv error. */
-int ap_conn_accept(struct ap_worker_s *w, int fd, int family, int admin);
+ * on failure too) from listener l, whose flags (admin, proxy_protocol) the
+ * connection takes. Returns 0 or a negative libuv error. */
+int ap_conn_accept(struct ap_worker_s *w, int fd, const ap_listener_t *l);
 
 /* Called by the HTTP layer for the request being handled: sends the
  * response and finishes the request. */

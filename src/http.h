@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "netaddr.h"
 #include "str.h"
 
 struct ap_conn_s;
@@ -45,6 +46,11 @@ typedef struct ap_request_s {
      * answered after that. */
     void (*on_abort)(struct ap_request_s *req);
     void *handler_data;
+    /* The real client (security.c, before routing): the connection's
+     * peer, or the address trusted proxies forwarded. Empty text until
+     * then: ap_security_client_addr() falls back to the connection's. */
+    ap_addr_t client;
+    char client_addr[AP_ADDR_TEXT];
 } ap_request_t;
 
 typedef enum {

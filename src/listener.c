@@ -174,8 +174,10 @@ int ap_listen_parse(const char *line, ap_listen_conf_t *out, const char **why)
                 return -1;
             }
             out->backlog = (int)v;
+        } else if (flen == 14 && memcmp(f, "proxy_protocol", 14) == 0) {
+            out->proxy_protocol = 1;
         } else {
-            *why = "unknown listen flag (known: backlog=N, freebind)";
+            *why = "unknown listen flag (known: backlog=N, freebind, proxy_protocol)";
             return -1;
         }
     }
@@ -245,6 +247,7 @@ static int bind_one(const ap_listen_conf_t *lc, ap_listener_t *l)
     l->family = family;
     l->text = ap_xstrdup(lc->text);
     l->admin = lc->admin;
+    l->proxy_protocol = lc->proxy_protocol;
     l->addr = lc->addr;
     l->addrlen = lc->addrlen;
     return 0;
@@ -277,6 +280,7 @@ int ap_listeners_adopt(const ap_listen_conf_t *confs, size_t n, ap_listener_t *h
             ls[i].text = ap_xstrdup(confs[i].text);
             ls[i].unix_path = have[k].unix_path ? ap_xstrdup(have[k].unix_path) : NULL;
             ls[i].admin = confs[i].admin;
+            ls[i].proxy_protocol = confs[i].proxy_protocol;
             ls[i].addr = confs[i].addr;
             ls[i].addrlen = confs[i].addrlen;
             continue;

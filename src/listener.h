@@ -16,9 +16,10 @@ typedef struct ap_listen_conf_s {
     int backlog;
     int freebind; /* IP_FREEBIND: bind an address the host does not hold yet */
     int admin;    /* the admin listener ([admin] listen) */
+    int proxy_protocol; /* connections start with a PROXY protocol v1/v2 header */
 } ap_listen_conf_t;
 
-/* Parses "ADDR [backlog=N] [freebind]" where ADDR is 127.0.0.1:8080, [::1]:8080,
+/* Parses "ADDR [backlog=N] [freebind] [proxy_protocol]" where ADDR is 127.0.0.1:8080, [::1]:8080,
  * *:8080, 8080 or unix:/path. Returns 0 and fills out (out->text is heap,
  * freed by ap_listen_conf_cleanup), or -1 with *why set to a static
  * explanation. */
@@ -33,6 +34,7 @@ typedef struct ap_listener_s {
     int fd;
     int family;
     int admin;
+    int proxy_protocol; /* from the listen line: see ap_listen_conf_t */
     char *text;
     char *unix_path; /* set for unix sockets: removed when the master exits */
     struct sockaddr_storage addr;

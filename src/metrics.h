@@ -18,6 +18,10 @@ enum { AP_ROUTE_BUILTIN, AP_ROUTE_API, AP_ROUTE_RPC, AP_ROUTE_STATIC, AP_ROUTE_N
 #define AP_M_NBUCKETS 14
 /* SQLSTATE classes counted one by one; the rest is "other". */
 #define AP_M_NSQLCLASSES 16
+/* Rate limits (ratelimit.h: AP_RL_API, AP_RL_RPC, AP_RL_STATIC). */
+#define AP_M_NRATELIMITS 3
+/* Why a connection was refused at the edge (security.c). */
+enum { AP_M_REFUSED_ADDRESS, AP_M_REFUSED_TOTAL, AP_M_REFUSED_PROXY, AP_M_NREFUSED };
 
 typedef struct ap_metrics_s {
     uint64_t requests[AP_M_NMETHODS][5]; /* by status class 1xx..5xx */
@@ -28,7 +32,8 @@ typedef struct ap_metrics_s {
     uint64_t pool_wait_count;
     uint64_t pool_wait_sum_us;
     uint64_t db_errors[AP_M_NSQLCLASSES];
-    uint64_t rate_limited;
+    uint64_t rate_limited[AP_M_NRATELIMITS];
+    uint64_t conns_refused[AP_M_NREFUSED];
 } ap_metrics_t;
 
 struct ap_shm_s;

@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "json.h"
 #include "metrics.h"
+#include "security.h"
 #include "status.h"
 #include "worker.h"
 
@@ -94,6 +95,9 @@ void ap_router_dispatch(ap_request_t *req)
 {
     ap_worker_t *w = req->conn->worker;
     ap_str_t rest;
+    /* Security layer: the real client, CORS preflights. */
+    if (ap_security_request(req))
+        return;
     if (req->conn->admin) {
         handle_admin(req);
         return;
@@ -108,6 +112,8 @@ void ap_router_dispatch(ap_request_t *req)
     }
     if (w->db && ap_api_match(w->conf, req->path, &rest)) {
         req->route = AP_ROUTE_API;
+        if (ap_security_admit(req, rest)) /* rate limits */
+            return;
         ap_api_dispatch(req, w->db, rest);
         return;
     }

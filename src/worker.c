@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "security.h"
 
 /* Connections accepted per readiness event. Every worker polls the same
  * listening sockets; taking a few at a time leaves the rest of a burst to
@@ -93,7 +94,7 @@ static void on_listener(uv_poll_t *p, int status, int events)
             }
             return;
         }
-        int rc = ap_conn_accept(w, fd, l->family, l->admin);
+        int rc = ap_conn_accept(w, fd, l);
         if (rc < 0)
             ap_log_errno(AP_LOG_ERR, rc, "setting up a connection on %s failed", l->text);
     }
@@ -249,6 +250,11 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
+
+    /* [server] user/group: before anything else, and before the death
+     * signal below, which a change of credentials clears. */
+    if (ap_security_worker_start(conf) < 0)
+        _exit(2);
 
     /* Orphaned workers would keep the listeners and refuse nobody while
      * nothing supervises them, and keep a restarted master from binding:
