@@ -306,19 +306,6 @@ int ap_security_admit(ap_request_t *req, ap_str_t rest)
     return 1;
 }
 
-int ap_security_has_header(const ap_buf_t *buf, const char *name)
-{
-    size_t n = strlen(name);
-    const char *p = buf->data, *end = buf->data + buf->len;
-    while (p && p + n < end) {
-        if (strncasecmp(p, name, n) == 0 && p[n] == ':')
-            return 1;
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        p = nl ? nl + 1 : NULL;
-    }
-    return 0;
-}
-
 static void add(ap_buf_t *out, const char *name, const char *value)
 {
     if (value && !ap_security_has_header(out, name))

@@ -7,6 +7,8 @@
 #ifndef AP_SECURITY_H
 #define AP_SECURITY_H
 
+#include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 #include "buf.h"
@@ -92,6 +94,17 @@ const char *ap_security_client_addr(const ap_request_t *req);
 
 /* Whether head lines in buf (as ap_http_add_header writes them) include
  * one named name (case-insensitive). */
-int ap_security_has_header(const ap_buf_t *buf, const char *name);
+static inline int ap_security_has_header(const ap_buf_t *buf, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = buf->data, *end = buf->data + buf->len;
+    while (p && p + n < end) {
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':')
+            return 1;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
 
 #endif
