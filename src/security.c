@@ -325,7 +325,9 @@ void ap_security_response(ap_request_t *req, int status)
         req->route == AP_ROUTE_STATIC ? conf->sec_csp_static : conf->sec_csp);
     add(out, "Permissions-Policy", conf->sec_permissions_policy);
     add(out, "Cross-Origin-Opener-Policy", conf->sec_coop);
-    if (!c->admin)
+    /* CORS for requests that were routed: a request the parser refused
+     * has headers nobody should act on. */
+    if (!c->admin && req->client_addr[0])
         ap_cors_headers(out, req, conf);
 }
 
