@@ -262,6 +262,27 @@ static int rpc_path(const ap_config_t *conf, ap_str_t rest)
     return hit;
 }
 
+/* A client over its limit may send thousands of requests a second: one
+ * log line per second per worker says so, with how many were not logged. */
+static void refusal_log(int kind, const char *client)
+{
+    static uint64_t last_ms;
+    static unsigned long quiet;
+    uint64_t now = ap_clock_mono_ms();
+    if (last_ms && now - last_ms < 1000) {
+        quiet++;
+        return;
+    }
+    if (quiet)
+        ap_log(AP_LOG_INFO, "rate limit %s: refused a request from %s (and %lu more not logged)",
+               ap_rl_kind_names[kind], client, quiet);
+    else
+        ap_log(AP_LOG_INFO, "rate limit %s: refused a request from %s", ap_rl_kind_names[kind],
+               client);
+    last_ms = now;
+    quiet = 0;
+}
+
 int ap_security_admit(ap_request_t *req, ap_str_t rest)
 {
     ap_conn_t *c = req->conn;
@@ -300,8 +321,7 @@ int ap_security_admit(ap_request_t *req, ap_str_t rest)
     ap_rate_describe(rate, desc, sizeof(desc));
     snprintf(details, sizeof(details), "security.rate_limit_%s allows %s per client; retry in %s s",
              ap_rl_kind_names[kind], desc, retry);
-    ap_log(AP_LOG_INFO, "rate limit %s: refused a request from %s", ap_rl_kind_names[kind],
-           req->client_addr);
+    refusal_log(kind, req->client_addr);
     ap_http_respond_error(req, 429, details);
     return 1;
 }
