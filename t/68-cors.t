@@ -11,6 +11,16 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Apiary::Test qw(:all);
 
+# Started, and every worker ready (its pool up and its schema cache
+# loaded): a worker still starting would answer the API with 503.
+sub start_ready($d) {
+    $d->run(timeout => 15);
+    my $n = $d->expected_workers;
+    wait_for(sub { my $s = $d->status_json; $s && ($s->{master}{ready_workers} // 0) == $n },
+        timeout => 20, interval => 0.1)
+        or BAIL_OUT('the workers did not all get ready: ' . $d->log_tail);
+}
+
 my $APP = 'https://app.example.com';
 my $DEV = 'http://localhost:5173';
 
@@ -50,8 +60,7 @@ my $t = Apiary::Test->new(
     },
     name => '68-cors.t',
 );
-$t->run;
-$t->wait_ready(timeout => 15);
+start_ready($t);
 
 my $EXPOSE = 'Content-Encoding, Content-Location, Content-Range, Content-Type, Content-Profile, '
     . 'Date, Location, Preference-Applied, Range-Unit, Retry-After, RateLimit-Limit, '

@@ -18,9 +18,14 @@ use Apiary::Test qw(:all);
 
 my $H = "Host: localhost\r\n";
 
-sub start($t) {
-    $t->run(timeout => 15);
-    $t->wait_ready(timeout => 15) or BAIL_OUT('apiary did not get ready: ' . $t->log_tail);
+# Started, and every worker ready (its pool up and its schema cache
+# loaded): a worker still starting would answer the API with 503.
+sub start($d) {
+    $d->run(timeout => 15);
+    my $n = $d->expected_workers;
+    wait_for(sub { my $s = $d->status_json; $s && ($s->{master}{ready_workers} // 0) == $n },
+        timeout => 20, interval => 0.1)
+        or BAIL_OUT('the workers did not all get ready: ' . $d->log_tail);
 }
 
 # One request on a fresh connection from address $from.
