@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "alloc.h"
+#include "api_rpc.h"
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
@@ -42,8 +43,9 @@ int ap_security_master_start(const ap_config_t *conf)
         }
     }
     ap_privdrop_master_check(conf);
-    if (ap_privdrop_own_file(conf, conf->error_log) < 0)
-        return -1;
+    /* Not fatal: the workers write to the descriptor they inherit; only
+     * their reopen after USR1 needs the file to be theirs (logged). */
+    ap_privdrop_own_file(conf, conf->error_log);
     return 0;
 }
 
@@ -250,15 +252,20 @@ static int rpc_path(const ap_config_t *conf, ap_str_t rest)
 {
     if (conf->rate_limit_rpc_paths.n == 0)
         return 0;
-    char small[512];
-    char *path = rest.len < sizeof(small) ? small : ap_xmalloc(rest.len + 1);
-    memcpy(path, rest.p, rest.len);
-    path[rest.len] = '\0';
+    /* Matched as the API will read it: the function name is
+     * percent-decoded there, so /rpc/log%69n must not slip past a
+     * pattern for /rpc/login. Undecodable paths are matched as sent. */
+    ap_buf_t path;
+    ap_buf_init(&path);
+    if (ap_api_url_decode(&path, rest, 0) < 0) {
+        ap_buf_reset(&path);
+        ap_buf_append(&path, rest.p, rest.len);
+    }
+    ap_buf_append_char(&path, '\0');
     int hit = 0;
     for (size_t i = 0; i < conf->rate_limit_rpc_paths.n && !hit; i++)
-        hit = fnmatch(conf->rate_limit_rpc_paths.v[i], path, 0) == 0;
-    if (path != small)
-        free(path);
+        hit = fnmatch(conf->rate_limit_rpc_paths.v[i], path.data, 0) == 0;
+    ap_buf_cleanup(&path);
     return hit;
 }
 

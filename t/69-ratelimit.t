@@ -168,12 +168,16 @@ is($r->{headers}{'ratelimit-remaining'}, '8', '... and counts from 10');
     @s = map { get_from($t, '127.0.0.8', '/rpc/login_now')->{status} } 1 .. 4;
     is("@s", '404 404 404 429', 'a pattern with *: /rpc/login* matches /rpc/login_now '
         . '(the limit comes before the function lookup)');
+    is(get_from($t, '127.0.0.8', '/rpc/log%69n_now')->{status}, 429,
+        'a percent-encoded path is matched decoded, as the API reads it');
+    is(get_from($t, '127.0.0.4', '/rpc/add%5Fthem?a=1&b=2')->{status}, 429,
+        '... /rpc/add%5Fthem is /rpc/add_them');
 }
 
 is(metric($t, qr/^apiary_rate_limited_total\{limit="api"\} (\d+)$/m), 6,
     'apiary_rate_limited_total{limit="api"}: the 6 refusals');
-is(metric($t, qr/^apiary_rate_limited_total\{limit="rpc"\} (\d+)$/m), 3,
-    'apiary_rate_limited_total{limit="rpc"}: 3');
+is(metric($t, qr/^apiary_rate_limited_total\{limit="rpc"\} (\d+)$/m), 5,
+    'apiary_rate_limited_total{limit="rpc"}: 5');
 is(metric($t, qr/^apiary_rate_limit_table_capacity (\d+)$/m), 65536, 'table capacity 65536');
 like($t->read_file($t->error_log) // '', qr/rate limit api: refused a request from 127\.0\.0\.5/,
     'a refusal is logged with the client address');
