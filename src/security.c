@@ -88,16 +88,16 @@ int ap_security_worker_start(const ap_config_t *conf)
 
 static void set_peer_text(ap_conn_t *c)
 {
-    ap_addr_format(&c->peer, c->client_addr);
+    ap_addr_format(&c->client_ip, c->client_addr);
 }
 
 void ap_security_conn_accepted(ap_conn_t *c, int fd, int proxy_protocol)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    memset(&c->peer, 0, sizeof(c->peer));
+    memset(&c->client_ip, 0, sizeof(c->client_ip));
     if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-        ap_addr_from_sockaddr((struct sockaddr *)&ss, &c->peer);
+        ap_addr_from_sockaddr((struct sockaddr *)&ss, &c->client_ip);
     set_peer_text(c);
     c->proxy_wait = proxy_protocol != 0;
 }
@@ -122,7 +122,7 @@ int ap_security_proxy_input(ap_conn_t *c)
     }
     c->proxy_wait = 0;
     if (!info.local) {
-        c->peer = info.src;
+        c->client_ip = info.src;
         set_peer_text(c);
     }
     return 1;
@@ -152,10 +152,10 @@ int ap_security_conn_admit(ap_conn_t *c, const char **detail)
     }
     /* A trusted proxy carries many clients' connections; the allowlist is
      * exempt from every per-client limit. */
-    if (conf->max_connections_per_address && ap_rl_table && c->peer.family &&
-        !ap_cidr_list_match(&conf->trusted_proxies, &c->peer) &&
-        !ap_cidr_list_match(&conf->rate_limit_allow, &c->peer)) {
-        if (ap_rl_conn_open(ap_rl_table, &c->peer, (uint32_t)conf->max_connections_per_address,
+    if (conf->max_connections_per_address && ap_rl_table && c->client_ip.family &&
+        !ap_cidr_list_match(&conf->trusted_proxies, &c->client_ip) &&
+        !ap_cidr_list_match(&conf->rate_limit_allow, &c->client_ip)) {
+        if (ap_rl_conn_open(ap_rl_table, &c->client_ip, (uint32_t)conf->max_connections_per_address,
                             ap_clock_mono_us()) < 0) {
             ap_shm_add(c->worker->slot->metrics.conns_refused[AP_M_REFUSED_ADDRESS], 1);
             *detail = "this address has as many connections as "
@@ -170,7 +170,7 @@ int ap_security_conn_admit(ap_conn_t *c, const char **detail)
 void ap_security_conn_closed(ap_conn_t *c)
 {
     if (c->addr_counted && ap_rl_table) {
-        ap_rl_conn_close(ap_rl_table, &c->peer, ap_clock_mono_us());
+        ap_rl_conn_close(ap_rl_table, &c->client_ip, ap_clock_mono_us());
         c->addr_counted = 0;
     }
 }
@@ -221,7 +221,7 @@ int ap_security_request(ap_request_t *req)
 {
     ap_conn_t *c = req->conn;
     const ap_config_t *conf = c->worker->conf;
-    req->client = c->peer;
+    req->client = c->client_ip;
     if (conf->trusted_proxies.n && !c->admin) {
         ap_str_t vals[AP_FWD_MAX_LINES];
         size_t n = 0;
@@ -238,7 +238,7 @@ int ap_security_request(ap_request_t *req)
             }
             vals[n++] = req->headers[i].value;
         }
-        ap_addr_real_client(&c->peer, &conf->trusted_proxies, (ap_fwd_header_t)conf->forwarded_header,
+        ap_addr_real_client(&c->client_ip, &conf->trusted_proxies, (ap_fwd_header_t)conf->forwarded_header,
                             vals, n, &req->client);
     }
     ap_addr_format(&req->client, req->client_addr);

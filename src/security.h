@@ -46,13 +46,13 @@ int ap_security_worker_start(const struct ap_config_s *conf);
 
 /* --- Connections (conn.c) --- */
 
-/* A connection was accepted on a listener: sets c->peer and
+/* A connection was accepted on a listener: sets c->client_ip and
  * c->client_addr from the socket and, with proxy_protocol, c->proxy_wait
  * (the client's address comes in a PROXY header first). */
 void ap_security_conn_accepted(struct ap_conn_s *c, int fd, int proxy_protocol);
 
 /* Looks for the PROXY header at the start of the unparsed input: 1 when
- * it was read (consumed from c->in; c->peer is the client now), 0 when
+ * it was read (consumed from c->in; c->client_ip is the client now), 0 when
  * more bytes are needed, -1 when the connection must be closed (a bad or
  * missing header: logged and counted). */
 int ap_security_proxy_input(struct ap_conn_s *c);
