@@ -4,9 +4,11 @@
 # (real, effective, saved, filesystem) and the supplementary groups, with
 # no capabilities and no_new_privs, as /proc/PID/status shows; they
 # serve; they reopen their log after USR1 (the master gives the new file
-# to them); a reload can switch them to another user; -t refuses unknown
-# users and groups, root, and a group without a user. Needs root (CI runs
-# as root); skipped otherwise.
+# to them); a reload can switch them to another user; a worker whose drop
+# fails (its user was deleted, userdel, after the start) refuses to run
+# rather than serve as root; -t refuses unknown users and groups, root,
+# and a group without a user. Needs root (CI runs as root); skipped
+# otherwise.
 
 use v5.36;
 use FindBin;
@@ -87,6 +89,54 @@ SKIP: {
         '... with its primary group (no group given)');
 }
 $t->stop;
+
+# A drop that fails is no reason to serve as root: the user disappears
+# (userdel) after the start; a replacement worker cannot take its groups,
+# refuses to run, and is restarted with back-off, never serving as root.
+SKIP: {
+    skip 'no useradd/userdel', 6 unless -x '/usr/sbin/useradd' && -x '/usr/sbin/userdel';
+    my $name = "aptest$$";
+    skip "user $name exists", 6 if getpwnam($name);
+    system('/usr/sbin/useradd', '--system', '--no-create-home', '--home-dir', '/nonexistent',
+        '--shell', '/usr/sbin/nologin', $name) == 0 or skip 'useradd failed', 6;
+    my $uid = (getpwnam($name))[2];
+    my $gone = 0;
+    # -f: the workers still run as the user.
+    my $cleanup = sub { system("/usr/sbin/userdel -f $name >/dev/null 2>&1") unless $gone++ };
+    my $d = eval {
+        my $x = Apiary::Test->new(
+            config => { server => { workers => 2, user => $name, min_uptime => '1s' } },
+            allow_log => qr/refusing to run as root/,
+            name => '64-privdrop.t (user removed)',
+        );
+        chmod 0755, $x->testdir;
+        $x->run;
+        $x;
+    };
+    if (!$d) { $cleanup->(); die $@ }
+    my @before = $d->worker_pids;
+    is(scalar(grep { (status_of($_)->{Uid} // '') =~ /^$uid\t/ } @before), 2, "workers run as $name");
+    $cleanup->();
+    ok(!defined getpwnam($name), "$name removed");
+    kill 'KILL', $before[0];
+    # A new worker is root for an instant, between fork and the drop; one
+    # still root after 0.5 s would be serving as root.
+    my (%root_since, $stayed_root);
+    my $refused = wait_for(sub {
+        for my $p (grep { $_ != $before[0] } $d->worker_pids) {
+            if ((status_of($p)->{Uid} // '') =~ /^0\t/) {
+                $root_since{$p} //= time;
+                $stayed_root++ if time - $root_since{$p} > 0.5;
+            }
+        }
+        $d->log_text =~ /initgroups\(\) for user \\"\Q$name\E\\" failed: refusing to run as root/;
+    }, timeout => 10, interval => 0.05);
+    ok($refused, 'the replacement worker refuses to run as root, and says why') or diag($d->log_tail(20));
+    ok(!$stayed_root, 'no worker stays root');
+    is($d->get('/live')->{status}, 200, 'the remaining worker serves meanwhile');
+    like($d->log_text, qr/worker \d+ \(pid \d+\) exited with status 2/, 'the refusing worker exits 2');
+    $d->stop;
+}
 
 # Without user: the workers stay root, and the master says so.
 {
