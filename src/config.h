@@ -94,7 +94,7 @@ typedef struct ap_config_s {
     char *cors_expose_headers;
     uint64_t cors_max_age_ms;
     ap_rate_t rate_limit[AP_RL_NKINDS]; /* AP_RL_API, AP_RL_RPC, AP_RL_STATIC */
-    ap_strlist_t rate_limit_rpc_paths; /* fnmatch(3) patterns below the API prefix */
+    ap_strlist_t rate_limit_rpc_paths;  /* fnmatch(3) patterns below the API prefix */
     ap_cidr_list_t rate_limit_allow;
     uint64_t rate_limit_table_size;
     uint64_t max_connections_per_address; /* 0: off */
@@ -102,8 +102,8 @@ typedef struct ap_config_s {
     ap_cidr_list_t trusted_proxies;
     int forwarded_header; /* ap_fwd_header_t */
     /* Derived while loading. */
-    int cors_any;   /* cors_origins is "*" */
-    int run_as;     /* user is set: workers switch to run_uid/run_gid */
+    int cors_any; /* cors_origins is "*" */
+    int run_as;   /* user is set: workers switch to run_uid/run_gid */
     uid_t run_uid;
     gid_t run_gid;
 } ap_config_t;

@@ -300,8 +300,9 @@ static void on_timer(uv_timer_t *t)
     case AP_CONN_BODY: {
         int rate;
         ap_security_body_timeout(c, &rate);
-        send_error(c, 408, rate ? "the request body arrived slower than server.min_body_rate"
-                                : "the request body stalled for longer than server.body_timeout");
+        send_error(c, 408,
+                   rate ? "the request body arrived slower than server.min_body_rate"
+                        : "the request body stalled for longer than server.body_timeout");
         return;
     }
     case AP_CONN_HANDLING:

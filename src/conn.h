@@ -52,11 +52,11 @@ typedef struct ap_conn_s {
     unsigned admin : 1;         /* accepted on the admin listener */
 
     /* The security layer (security.c): who the client is, and its limits. */
-    ap_addr_t client_ip;           /* the TCP peer, or the PROXY header's source */
+    ap_addr_t client_ip;            /* the TCP peer, or the PROXY header's source */
     char client_addr[AP_ADDR_TEXT]; /* client_ip as text ("unix" for none): for logs */
-    uint64_t body_start_ms;        /* when the request body began (min_body_rate) */
-    unsigned proxy_wait : 1;       /* a PROXY protocol header must come first */
-    unsigned addr_counted : 1;     /* counted in the per-address connection table */
+    uint64_t body_start_ms;         /* when the request body began (min_body_rate) */
+    unsigned proxy_wait : 1;        /* a PROXY protocol header must come first */
+    unsigned addr_counted : 1;      /* counted in the per-address connection table */
 } ap_conn_t;
 
 /* Takes an accepted, non-blocking socket (fd is owned from now on, closed

@@ -11,7 +11,7 @@ struct ap_config_s;
 
 /* The request headers a browser may send (answered to preflights). */
 #define AP_CORS_ALLOW_HEADERS                                                                      \
-    "Authorization, Content-Type, Accept, Accept-Language, Content-Language, Accept-Profile, "    \
+    "Authorization, Content-Type, Accept, Accept-Language, Content-Language, Accept-Profile, "     \
     "Content-Profile, Prefer, Range, Range-Unit, X-Request-Id, X-Client-Info"
 /* The response headers scripts may read, beyond the safelisted ones: what
  * PostgREST's clients read (Content-Range for counts, Location after an

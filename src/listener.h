@@ -16,7 +16,8 @@ typedef struct ap_listen_conf_s {
     int backlog;
     int freebind; /* IP_FREEBIND: bind an address the host does not hold yet */
     int admin;    /* the admin listener ([admin] listen) */
-    int proxy_protocol; /* connections start with a PROXY protocol v1/v2 header */
+    /* Connections start with a PROXY protocol v1/v2 header. */
+    int proxy_protocol;
 } ap_listen_conf_t;
 
 /* Parses "ADDR [backlog=N] [freebind] [proxy_protocol]" where ADDR is 127.0.0.1:8080, [::1]:8080,

@@ -125,8 +125,7 @@ char *ap_addr_format(const ap_addr_t *a, char *out)
 
 int ap_addr_eq(const ap_addr_t *x, const ap_addr_t *y)
 {
-    return x->family == y->family &&
-           memcmp(x->a, y->a, x->family == AF_INET ? 4 : 16) == 0;
+    return x->family == y->family && memcmp(x->a, y->a, x->family == AF_INET ? 4 : 16) == 0;
 }
 
 static void clear_host_bits(ap_addr_t *a, unsigned bits)
@@ -257,8 +256,9 @@ static ap_str_t forwarded_for(ap_str_t elem)
     return ap_str_make(elem.p, 0);
 }
 
-int ap_addr_real_client(const ap_addr_t *peer, const ap_cidr_list_t *trusted, ap_fwd_header_t header,
-                        const ap_str_t *values, size_t nvalues, ap_addr_t *client)
+int ap_addr_real_client(const ap_addr_t *peer, const ap_cidr_list_t *trusted,
+                        ap_fwd_header_t header, const ap_str_t *values, size_t nvalues,
+                        ap_addr_t *client)
 {
     *client = *peer;
     if (trusted->n == 0 || nvalues == 0 || !ap_cidr_list_match(trusted, peer))

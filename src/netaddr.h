@@ -76,7 +76,8 @@ typedef enum { AP_FWD_XFF = 0, AP_FWD_FORWARDED = 1 } ap_fwd_header_t;
  * values/nvalues are the header's values in the order received. Writes
  * the result to *client (peer itself when untrusted or nothing applies);
  * returns the number of hops taken. */
-int ap_addr_real_client(const ap_addr_t *peer, const ap_cidr_list_t *trusted, ap_fwd_header_t header,
-                        const ap_str_t *values, size_t nvalues, ap_addr_t *client);
+int ap_addr_real_client(const ap_addr_t *peer, const ap_cidr_list_t *trusted,
+                        ap_fwd_header_t header, const ap_str_t *values, size_t nvalues,
+                        ap_addr_t *client);
 
 #endif

@@ -101,11 +101,11 @@ int ap_privdrop_worker(const ap_config_t *conf)
     uid_t r, e, s;
     gid_t rg, eg, sg;
     if (getresuid(&r, &e, &s) < 0 || getresgid(&rg, &eg, &sg) < 0 || r != conf->run_uid ||
-        e != conf->run_uid || s != conf->run_uid || rg != conf->run_gid ||
-        eg != conf->run_gid || sg != conf->run_gid || setuid(0) == 0 || seteuid(0) == 0 ||
-        setgid(0) == 0) {
-        ap_log(AP_LOG_CRIT, "privileges could be regained after the switch to user \"%s\": "
-                            "refusing to serve",
+        e != conf->run_uid || s != conf->run_uid || rg != conf->run_gid || eg != conf->run_gid ||
+        sg != conf->run_gid || setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0) {
+        ap_log(AP_LOG_CRIT,
+               "privileges could be regained after the switch to user \"%s\": "
+               "refusing to serve",
                conf->user);
         return -1;
     }

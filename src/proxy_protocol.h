@@ -18,10 +18,10 @@
 #define AP_PROXY_V2_MAX 4096
 
 typedef struct ap_proxy_info_s {
-    int version;      /* 1 or 2 */
-    int local;        /* no address to take: v1 UNKNOWN, v2 LOCAL, or an
-                         address family other than TCP over IPv4/IPv6 */
-    ap_addr_t src;    /* the client (family 0 when local) */
+    int version;   /* 1 or 2 */
+    int local;     /* no address to take: v1 UNKNOWN, v2 LOCAL, or an
+                      address family other than TCP over IPv4/IPv6 */
+    ap_addr_t src; /* the client (family 0 when local) */
     ap_addr_t dst;
     uint16_t src_port;
     uint16_t dst_port;

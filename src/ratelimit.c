@@ -21,9 +21,9 @@ const char *const ap_rl_kind_names[AP_RL_NKINDS] = {"api", "rpc", "static"};
 
 typedef struct rl_entry {
     uint8_t key[16];
-    uint64_t last_us;            /* last use; 0: the entry is free */
-    uint64_t tat[AP_RL_NKINDS];  /* GCRA: theoretical arrival time, per bucket */
-    uint32_t conns;              /* open connections */
+    uint64_t last_us;           /* last use; 0: the entry is free */
+    uint64_t tat[AP_RL_NKINDS]; /* GCRA: theoretical arrival time, per bucket */
+    uint32_t conns;             /* open connections */
     uint32_t pad;
 } __attribute__((aligned(64))) rl_entry_t;
 

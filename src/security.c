@@ -106,8 +106,8 @@ int ap_security_proxy_input(ap_conn_t *c)
 {
     ap_proxy_info_t info;
     const char *why;
-    int n = ap_proxy_parse((const uint8_t *)c->in.data + c->in_off, c->in.len - c->in_off, &info,
-                           &why);
+    int n =
+        ap_proxy_parse((const uint8_t *)c->in.data + c->in_off, c->in.len - c->in_off, &info, &why);
     if (n == 0)
         return 0;
     if (n < 0) {
@@ -226,7 +226,7 @@ int ap_security_request(ap_request_t *req)
         ap_str_t vals[AP_FWD_MAX_LINES];
         size_t n = 0;
         ap_str_t name = conf->forwarded_header == AP_FWD_FORWARDED ? AP_STR("forwarded")
-                                                                  : AP_STR("x-forwarded-for");
+                                                                   : AP_STR("x-forwarded-for");
         /* Past AP_FWD_MAX_LINES lines, the rightmost are the ones a walk
          * from the right needs. */
         for (size_t i = 0; i < req->nheaders; i++) {
@@ -238,8 +238,8 @@ int ap_security_request(ap_request_t *req)
             }
             vals[n++] = req->headers[i].value;
         }
-        ap_addr_real_client(&c->client_ip, &conf->trusted_proxies, (ap_fwd_header_t)conf->forwarded_header,
-                            vals, n, &req->client);
+        ap_addr_real_client(&c->client_ip, &conf->trusted_proxies,
+                            (ap_fwd_header_t)conf->forwarded_header, vals, n, &req->client);
     }
     ap_addr_format(&req->client, req->client_addr);
     if (c->admin)
@@ -300,8 +300,8 @@ int ap_security_admit(ap_request_t *req, ap_str_t rest)
     switch (req->route) {
     case AP_ROUTE_API:
     case AP_ROUTE_RPC:
-        kind = conf->rate_limit[AP_RL_RPC].interval_us && rpc_path(conf, rest) ? AP_RL_RPC
-                                                                               : AP_RL_API;
+        kind =
+            conf->rate_limit[AP_RL_RPC].interval_us && rpc_path(conf, rest) ? AP_RL_RPC : AP_RL_API;
         break;
     case AP_ROUTE_STATIC:
         kind = AP_RL_STATIC;

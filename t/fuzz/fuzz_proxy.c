@@ -18,8 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int n = ap_proxy_parse(data, size, &info, &why);
     /* A header is never longer than what was given or than the limits;
      * a refusal always says why; an address taken is an IP address. */
-    if (n > 0 && ((size_t)n > size || (info.version == 1 && n > AP_PROXY_V1_MAX) ||
-                  n > AP_PROXY_V2_MAX))
+    if (n > 0 &&
+        ((size_t)n > size || (info.version == 1 && n > AP_PROXY_V1_MAX) || n > AP_PROXY_V2_MAX))
         abort();
     if (n < 0 && why == NULL)
         abort();

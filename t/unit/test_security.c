@@ -121,8 +121,8 @@ static void test_cidrs(void)
     ap_cidr_list_free(&l);
 }
 
-static const char *walk(const char *peer, const char *trusted, ap_fwd_header_t h,
-                        const char *v1, const char *v2)
+static const char *walk(const char *peer, const char *trusted, ap_fwd_header_t h, const char *v1,
+                        const char *v2)
 {
     ap_cidr_list_t l;
     const char *why;
@@ -426,7 +426,8 @@ static void test_buckets(void)
         _exit(0);
     }
     waitpid(dead, NULL, 0);
-    ok(__atomic_load_n(&set->lock, __ATOMIC_RELAXED) == (uint32_t)dead, "a dead child holds a lock");
+    ok(__atomic_load_n(&set->lock, __ATOMIC_RELAXED) == (uint32_t)dead,
+       "a dead child holds a lock");
     uint64_t t0 = ap_clock_mono_ms();
     ap_rl_take(s, &z, AP_RL_API, &r, now, &res);
     ok(!res.allowed && ap_clock_mono_ms() - t0 < 1000, "the lock is taken over, the bucket intact");
