@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,9 @@
 #include "jwt.h"
 #include "log.h"
 #include "tls.h"
+#include "cors.h"
+#include "log.h"
+#include "privdrop.h"
 
 #ifndef AP_RUNSTATEDIR
 #define AP_RUNSTATEDIR "/run"
@@ -48,6 +52,10 @@ typedef enum {
     T_CERT,     /* repeatable: "CHAIN_FILE [KEY_FILE]" */
     T_TLSPROTO, /* TLS versions: "TLSv1.2 TLSv1.3" */
     T_HSTS,     /* a Strict-Transport-Security value, or "off" */
+    T_RATE,     /* "off" or "Nr/s [burst=B]" (ratelimit.c) */
+    T_CIDRS,    /* addresses and prefixes, separated by blanks or commas */
+    T_LIST,     /* words separated by blanks or commas */
+    T_FWDHDR,   /* x-forwarded-for or forwarded */
 } dtype_t;
 
 typedef struct {
@@ -99,6 +107,9 @@ static const directive_t directives[] = {
     {"server", "max_worker_memory", T_SIZE, OFF(max_worker_memory), "0", 0, 1024 * GIB},
     {"server", "drain_delay", T_DURATION, OFF(drain_delay_ms), "5s", 0, DAY_MS},
     {"server", "control_socket", T_STRING, OFF(control_socket), AP_RUNSTATEDIR "/apiary.sock", 0, 0},
+    {"server", "user", T_OPTSTR, OFF(user), "", 0, 0},
+    {"server", "group", T_OPTSTR, OFF(group), "", 0, 0},
+    {"server", "min_body_rate", T_SIZE, OFF(min_body_rate), "500", 0, GIB},
     {"admin", "listen", T_ADMIN, 0, "127.0.0.1:9091", 0, 0},
     {"database", "uri", T_OPTSTR, OFF(db_uri), "", 0, 0},
     {"database", "listen_uri", T_OPTSTR, OFF(db_listen_uri), "", 0, 0},
@@ -147,6 +158,41 @@ static const directive_t directives[] = {
     {"tls", "session_tickets", T_BOOL, OFF(tls_session_tickets), "on", 0, 0},
     {"tls", "ticket_rotate", T_DURATION, OFF(tls_ticket_rotate_ms), "1h", 1000, 7 * DAY_MS},
     {"tls", "hsts", T_HSTS, OFF(tls_hsts), "max-age=63072000", 0, 0},
+    {"security", "x_content_type_options", T_OFFSTR, OFF(sec_content_type_options), "nosniff", 0,
+     0},
+    {"security", "x_frame_options", T_OFFSTR, OFF(sec_frame_options), "DENY", 0, 0},
+    {"security", "referrer_policy", T_OFFSTR, OFF(sec_referrer_policy),
+     "strict-origin-when-cross-origin", 0, 0},
+    {"security", "content_security_policy", T_OFFSTR, OFF(sec_csp),
+     "default-src 'none'; frame-ancestors 'none'", 0, 0},
+    {"security", "static_content_security_policy", T_OFFSTR, OFF(sec_csp_static),
+     "frame-ancestors 'none'; object-src 'none'; base-uri 'self'", 0, 0},
+    {"security", "permissions_policy", T_OFFSTR, OFF(sec_permissions_policy),
+     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+     "microphone=(), payment=(), usb=()",
+     0, 0},
+    {"security", "cross_origin_opener_policy", T_OFFSTR, OFF(sec_coop), "same-origin", 0, 0},
+    {"security", "cors_origins", T_LIST, OFF(cors_origins), "", 0, 0},
+    {"security", "cors_credentials", T_BOOL, OFF(cors_credentials), "off", 0, 0},
+    {"security", "cors_allow_methods", T_STRING, OFF(cors_allow_methods),
+     "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", 0, 0},
+    {"security", "cors_allow_headers", T_STRING, OFF(cors_allow_headers), AP_CORS_ALLOW_HEADERS, 0,
+     0},
+    {"security", "cors_expose_headers", T_OFFSTR, OFF(cors_expose_headers), AP_CORS_EXPOSE_HEADERS,
+     0, 0},
+    {"security", "cors_max_age", T_DURATION, OFF(cors_max_age_ms), "24h", 0, 7 * DAY_MS},
+    {"security", "rate_limit_api", T_RATE, OFF(rate_limit[AP_RL_API]), "off", 0, 0},
+    {"security", "rate_limit_rpc", T_RATE, OFF(rate_limit[AP_RL_RPC]), "off", 0, 0},
+    {"security", "rate_limit_rpc_paths", T_LIST, OFF(rate_limit_rpc_paths), "", 0, 0},
+    {"security", "rate_limit_static", T_RATE, OFF(rate_limit[AP_RL_STATIC]), "off", 0, 0},
+    {"security", "rate_limit_allow", T_CIDRS, OFF(rate_limit_allow), "", 0, 0},
+    {"security", "rate_limit_table_size", T_UINT, OFF(rate_limit_table_size), "65536", 64,
+     16 * 1024 * 1024},
+    {"security", "max_connections_per_address", T_UINT, OFF(max_connections_per_address), "0", 0,
+     1000000},
+    {"security", "max_connections_total", T_UINT, OFF(max_connections_total), "0", 0, 10000000},
+    {"security", "trusted_proxies", T_CIDRS, OFF(trusted_proxies), "", 0, 0},
+    {"security", "forwarded_header", T_FWDHDR, OFF(forwarded_header), "x-forwarded-for", 0, 0},
 };
 #define NDIRECTIVES (sizeof(directives) / sizeof(directives[0]))
 
@@ -249,6 +295,15 @@ static int parse_uint(const char *s, uint64_t *out)
     }
     *out = v;
     return 0;
+}
+
+static void strlist_free(ap_strlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
 }
 
 static void free_listen(ap_config_t *c)
@@ -728,6 +783,52 @@ static void set_value(parse_t *ps, const directive_t *d, const char *value, cons
         *(char **)field = hsts;
         return;
     }
+    case T_RATE: {
+        ap_rate_t r;
+        const char *why;
+        if (ap_rate_parse(value, &r, &why) < 0) {
+            add_error(ps, where, d, "%s, got \"%s\"", why, value);
+            return;
+        }
+        *(ap_rate_t *)field = r;
+        return;
+    }
+    case T_CIDRS: {
+        ap_cidr_list_t l;
+        const char *why;
+        ap_str_t bad;
+        if (ap_cidr_list_parse(value, &l, &why, &bad) < 0) {
+            add_error(ps, where, d, "%s, got \"%.*s\"", why, (int)bad.len, bad.p);
+            return;
+        }
+        ap_cidr_list_free((ap_cidr_list_t *)field);
+        *(ap_cidr_list_t *)field = l;
+        return;
+    }
+    case T_LIST: {
+        ap_strlist_t *l = field;
+        strlist_free(l);
+        for (const char *p = value;;) {
+            while (*p == ' ' || *p == '\t' || *p == ',')
+                p++;
+            if (*p == '\0')
+                break;
+            const char *start = p;
+            while (*p && *p != ' ' && *p != '\t' && *p != ',')
+                p++;
+            l->v = ap_xrealloc(l->v, (l->n + 1) * sizeof(char *));
+            l->v[l->n++] = ap_xstrndup(start, (size_t)(p - start));
+        }
+        return;
+    }
+    case T_FWDHDR:
+        if (strcasecmp(value, "x-forwarded-for") == 0)
+            *(int *)field = AP_FWD_XFF;
+        else if (strcasecmp(value, "forwarded") == 0)
+            *(int *)field = AP_FWD_FORWARDED;
+        else
+            add_error(ps, where, d, "expected x-forwarded-for or forwarded, got \"%s\"", value);
+        return;
     case T_LOGLEVEL: {
         int level = ap_log_level_parse(value);
         if (level < 0) {
@@ -993,6 +1094,56 @@ static void validate_auth(parse_t *ps)
     }
 }
 
+/* [security] and [server] user/group: checks that need several keys or
+ * the system (user and group names). */
+static void validate_security(parse_t *ps)
+{
+    ap_config_t *c = ps->conf;
+    char why[512];
+    c->cors_any = 0;
+    for (size_t i = 0; i < c->cors_origins.n; i++) {
+        const char *o = c->cors_origins.v[i];
+        if (strcmp(o, "*") == 0) {
+            c->cors_any = 1;
+            continue;
+        }
+        const char *bad = ap_cors_origin_check(o);
+        if (bad) {
+            snprintf(why, sizeof(why), "\"%s\": %s", o, bad);
+            add_late_error(ps, "security", "cors_origins", why);
+        }
+    }
+    if (c->cors_any && c->cors_origins.n > 1)
+        add_late_error(ps, "security", "cors_origins",
+                       "\"*\" allows every origin: list origins or give \"*\" alone");
+    if (c->cors_any && c->cors_credentials)
+        add_late_error(ps, "security",
+                       ps->lines[find_directive("security", "cors_credentials") - directives] > 0
+                           ? "cors_credentials"
+                           : "cors_origins",
+                       "credentials cannot be allowed for every origin (\"*\"): list the "
+                       "origins in security.cors_origins");
+    for (size_t i = 0; i < c->rate_limit_rpc_paths.n; i++) {
+        if (c->rate_limit_rpc_paths.v[i][0] != '/') {
+            snprintf(why, sizeof(why),
+                     "\"%s\": a pattern is a path below the API prefix, such as /rpc/login",
+                     c->rate_limit_rpc_paths.v[i]);
+            add_late_error(ps, "security", "rate_limit_rpc_paths", why);
+        }
+    }
+    c->run_as = 0;
+    if (c->group && !c->user)
+        add_late_error(ps, "server", "group", "needs server.user (the user to run workers as)");
+    if (c->user) {
+        const char *key = "user";
+        if (ap_privdrop_resolve(c->user, c->group, &c->run_uid, &c->run_gid, why, sizeof(why),
+                                &key) < 0)
+            add_late_error(ps, "server", key, why);
+        else
+            c->run_as = 1;
+    }
+}
+
 static void validate(parse_t *ps)
 {
     ap_config_t *c = ps->conf;
@@ -1052,6 +1203,8 @@ static void validate(parse_t *ps)
     if (c->api_anon_role && strlen(c->api_anon_role) > 63)
         add_late_error(ps, "api", "anon_role", "longer than PostgreSQL's 63-byte names");
     validate_auth(ps);
+
+    validate_security(ps);
 
     /* With no listener left and no error said yet (a bad listen line has
      * said its own), say why. */
@@ -1203,9 +1356,14 @@ void ap_config_free(ap_config_t *c)
     free(c->warnings);
     for (size_t i = 0; i < NDIRECTIVES; i++) {
         const directive_t *d = &directives[i];
+        void *field = (char *)c + d->offset;
         if (d->type == T_STRING || d->type == T_OFFSTR || d->type == T_OPTSTR ||
             d->type == T_PREFIX || d->type == T_HSTS)
-            free(*(char **)((char *)c + d->offset));
+            free(*(char **)field);
+        else if (d->type == T_CIDRS)
+            ap_cidr_list_free(field);
+        else if (d->type == T_LIST)
+            strlist_free(field);
     }
     ap_jwt_keyset_free(c->api_jwt_keys);
     ap_jwt_path_free(c->api_jwt_role_path);

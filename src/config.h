@@ -8,8 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include "buf.h"
 #include "listener.h"
+#include "netaddr.h"
+#include "ratelimit.h"
 
 #define AP_MAX_WORKERS 512
 
@@ -41,6 +45,11 @@ typedef struct ap_tls_cert_conf_s {
 } ap_tls_cert_conf_t;
 
 struct ap_tls_s;
+/* A list of words from one key ("a, b c"). */
+typedef struct ap_strlist_s {
+    char **v;
+    size_t n;
+} ap_strlist_t;
 
 typedef struct ap_config_s {
     char *path; /* the file it was read from */
@@ -70,6 +79,10 @@ typedef struct ap_config_s {
     uint64_t max_worker_memory;    /* bytes; 0: off */
     uint64_t drain_delay_ms;
     char *control_socket;
+    /* [server] user/group and min_body_rate (privdrop.c, conn.c) */
+    char *user;             /* NULL: workers keep the master's identity */
+    char *group;            /* NULL: the user's primary group */
+    uint64_t min_body_rate; /* bytes per second; 0: off */
 
     /* [database]: no uri, no database (the API is off, /ready needs nothing) */
     char *db_uri;
@@ -145,6 +158,36 @@ typedef struct ap_config_s {
     unsigned https_port;  /* where redirect listeners send clients */
     struct ap_tls_s *tls; /* the loaded certificates; NULL without any */
     char *warnings;       /* "file:line: key: warning: ..." lines, or NULL */
+
+    /* [security]: security headers, CORS, rate and connection limits,
+     * trusted proxies (security.c, cors.c, ratelimit.c, netaddr.c). Each
+     * header value is NULL when "off". */
+    char *sec_content_type_options;
+    char *sec_frame_options;
+    char *sec_referrer_policy;
+    char *sec_csp;
+    char *sec_csp_static;
+    char *sec_permissions_policy;
+    char *sec_coop;
+    ap_strlist_t cors_origins; /* empty: CORS off */
+    int cors_credentials;
+    char *cors_allow_methods;
+    char *cors_allow_headers;
+    char *cors_expose_headers;
+    uint64_t cors_max_age_ms;
+    ap_rate_t rate_limit[AP_RL_NKINDS]; /* AP_RL_API, AP_RL_RPC, AP_RL_STATIC */
+    ap_strlist_t rate_limit_rpc_paths;  /* fnmatch(3) patterns below the API prefix */
+    ap_cidr_list_t rate_limit_allow;
+    uint64_t rate_limit_table_size;
+    uint64_t max_connections_per_address; /* 0: off */
+    uint64_t max_connections_total;       /* 0: off */
+    ap_cidr_list_t trusted_proxies;
+    int forwarded_header; /* ap_fwd_header_t */
+    /* Derived while loading. */
+    int cors_any; /* cors_origins is "*" */
+    int run_as;   /* user is set: workers switch to run_uid/run_gid */
+    uid_t run_uid;
+    gid_t run_gid;
 } ap_config_t;
 
 /* Reads and validates path, then applies APIARY_<SECTION>_<KEY> variables

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "log.h"
 #include "router.h"
+#include "security.h"
 #include "shm.h"
 #include "tls.h"
 #include "worker.h"
@@ -63,6 +64,7 @@ static void file_release(ap_conn_t *c, int complete);
 static void enter_idle(ap_conn_t *c);
 static void send_error(ap_conn_t *c, int status, const char *detail);
 static struct write_req *conn_write(ap_conn_t *c, const char *data, size_t len, size_t *sent);
+static void proxy_input(ap_conn_t *c, ssize_t nread);
 
 static const ap_config_t *conf_of(const ap_conn_t *c)
 {
@@ -78,6 +80,7 @@ static void on_handle_closed(uv_handle_t *h)
     }
     if (--c->handles_open > 0)
         return;
+    ap_security_conn_closed(c);
     ap_worker_conn_closed(c->worker, c);
     ap_tls_conn_free(c->tls);
     ap_http_parser_cleanup(&c->hp);
@@ -186,6 +189,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             ap_conn_close(c);
         return;
     }
+    if (c->proxy_wait) {
+        proxy_input(c, nread);
+        return;
+    }
     if (nread < 0) {
         uv_read_stop(s);
         c->reading = 0;
@@ -216,9 +223,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     c->in.len += (size_t)nread;
     c->in.data[c->in.len] = '\0';
-    if (c->state == AP_CONN_BODY)
-        set_timer(c, conf_of(c)->body_timeout_ms);
     conn_process(c);
+    if (c->state == AP_CONN_BODY) {
+        int rate;
+        set_timer(c, ap_security_body_timeout(c, &rate));
+    }
 }
 
 /* Reads only while there is room: input piles up while a request is being
@@ -475,6 +484,7 @@ static void send_error(ap_conn_t *c, int status, const char *detail)
     ap_access_begin(req);
     snprintf(req->error_code, sizeof(req->error_code), "AP%d", status);
     ap_buf_reset(&c->out);
+    ap_security_response(req, status);
     ap_http_serialize(&c->out, status, conf->server_header, "application/json",
                       &req->resp_headers, 0, 0, body.data, body.len, 0);
     size_t body_len = body.len;
@@ -525,9 +535,14 @@ static void on_timer(uv_timer_t *t)
     case AP_CONN_HEAD:
         send_error(c, 408, "the request head was not received within server.header_timeout");
         return;
-    case AP_CONN_BODY:
-        send_error(c, 408, "the request body stalled for longer than server.body_timeout");
+    case AP_CONN_BODY: {
+        int rate;
+        ap_security_body_timeout(c, &rate);
+        send_error(c, 408,
+                   rate ? "the request body arrived slower than server.min_body_rate"
+                        : "the request body stalled for longer than server.body_timeout");
         return;
+    }
     case AP_CONN_SENDING:
         /* Timers run before I/O in a loop turn: after a stall of the
          * worker itself, a socket with room again means the client did
@@ -607,6 +622,7 @@ static void conn_process(ap_conn_t *c)
             ap_request_t *req = &c->hp.req;
             req->conn = c;
             c->state = AP_CONN_BODY;
+            c->body_start_ms = ap_clock_mono_ms();
             set_timer(c, conf_of(c)->body_timeout_ms);
             /* The client waits for "100 Continue" before it sends the body;
              * when body bytes are already here it did not wait. */
@@ -675,6 +691,7 @@ void ap_conn_respond(ap_conn_t *c, int status, const char *content_type, const v
     if (c->tls && conf->tls_hsts)
         ap_http_add_header(req, "Strict-Transport-Security", conf->tls_hsts);
     ap_buf_reset(&c->out);
+    ap_security_response(req, status);
     ap_http_serialize(&c->out, status, conf->server_header, content_type, &req->resp_headers, keep,
                       req->http_minor == 0, body, len, req->method == HTTP_HEAD);
     size_t body_len = req->method == HTTP_HEAD ? 0 : len;
@@ -881,6 +898,7 @@ void ap_conn_respond_file(ap_conn_t *c, int status, const char *content_type, in
 
     ap_buf_reset(&c->out);
     /* The head announces len bytes; the body follows from the file. */
+    ap_security_response(req, status);
     ap_http_serialize(&c->out, status, conf->server_header, content_type, &req->resp_headers, keep,
                       req->http_minor == 0, NULL, (size_t)len, 1);
     count_response(c, status);
@@ -958,6 +976,39 @@ void ap_conn_drain(ap_conn_t *c)
         set_timer(c, AP_DRAIN_IDLE_GRACE_MS - idle);
 }
 
+/* The client's address is known (at once, or after the PROXY header):
+ * past a connection limit, a 503 and close; else serve. */
+static void admit(ap_conn_t *c)
+{
+    const char *detail = NULL;
+    int status = ap_security_conn_admit(c, &detail);
+    if (status)
+        send_error(c, status, detail);
+    else
+        conn_process(c);
+}
+
+/* A PROXY protocol listener's connection, before the header is complete:
+ * bytes gather in c->in; a client that sends anything else, or closes,
+ * is dropped without an answer (it is not the balancer), and one that
+ * sends nothing meets the idle header_timeout.
+ * (TLS: the header precedes the handshake, so after it the rest of c->in
+ * is ciphertext for the TLS engine.) */
+static void proxy_input(ap_conn_t *c, ssize_t nread)
+{
+    if (nread < 0) {
+        ap_conn_close(c);
+        return;
+    }
+    c->in.len += (size_t)nread;
+    c->in.data[c->in.len] = '\0';
+    int rc = ap_security_proxy_input(c);
+    if (rc < 0)
+        ap_conn_close(c);
+    else if (rc > 0)
+        admit(c);
+}
+
 int ap_conn_accept(ap_worker_t *w, int fd, const ap_listener_t *l)
 {
     ap_conn_t *c = ap_xcalloc(1, sizeof(*c));
@@ -1005,12 +1056,22 @@ int ap_conn_accept(ap_worker_t *w, int fd, const ap_listener_t *l)
         uv_tcp_nodelay(&c->io.tcp, 1);
     if (ap_access_active)
         ap_access_peer(c);
+    ap_security_conn_accepted(c, fd, l->proxy_protocol);
     if (c->tls) {
-        /* The handshake has header_timeout, as a request head has. */
+        /* The handshake has header_timeout, as a request head has. Over a
+         * connection limit, a TLS client is closed (no plain answer can
+         * reach it before the handshake). */
+        const char *detail = NULL;
+        if (ap_security_conn_admit(c, &detail)) {
+            ap_conn_close(c);
+            return 0;
+        }
         c->state = AP_CONN_HANDSHAKE;
         set_timer(c, conf_of(c)->header_timeout_ms);
     } else {
         enter_idle(c);
+        if (!c->proxy_wait)
+            admit(c);
     }
     update_reading(c);
     return 0;

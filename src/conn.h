@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "http.h"
 #include "listener.h"
+#include "netaddr.h"
 
 struct ap_worker_s;
 struct ap_tls_conn_s;
@@ -74,6 +75,13 @@ typedef struct ap_conn_s {
     unsigned keep_after : 1;  /* keep the connection once the file is sent */
     unsigned no_sendfile : 1; /* sendfile failed on this file: read and write */
     unsigned redirect : 1;      /* accepted on a redirect listener */
+
+    /* The security layer (security.c): who the client is, and its limits. */
+    ap_addr_t client_ip;            /* the TCP peer, or the PROXY header's source */
+    char client_addr[AP_ADDR_TEXT]; /* client_ip as text ("unix" for none): for logs */
+    uint64_t body_start_ms;         /* when the request body began (min_body_rate) */
+    unsigned proxy_wait : 1;        /* a PROXY protocol header must come first */
+    unsigned addr_counted : 1;      /* counted in the per-address connection table */
 } ap_conn_t;
 
 /* Takes an accepted, non-blocking socket (fd is owned from now on, closed

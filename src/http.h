@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "config.h"
 #include "reqid.h"
+#include "netaddr.h"
 #include "str.h"
 
 struct ap_conn_s;
@@ -53,6 +54,11 @@ typedef struct ap_request_s {
     const char *role;     /* the database role it ran as, set by the API; NULL: none */
     uint64_t db_us;       /* time its database queries took: the pool adds to it */
     char error_code[16];  /* "code" of the JSON error body sent (PGRST..., SQLSTATE, AP4xx) */
+    /* The real client (security.c, before routing): the connection's
+     * peer, or the address trusted proxies forwarded. Empty text until
+     * then: ap_security_client_addr() falls back to the connection's. */
+    ap_addr_t client;
+    char client_addr[AP_ADDR_TEXT];
 } ap_request_t;
 
 typedef enum {

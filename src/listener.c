@@ -178,13 +178,20 @@ int ap_listen_parse(const char *line, ap_listen_conf_t *out, const char **why)
             out->tls = 1;
         } else if (flen == 8 && memcmp(f, "redirect", 8) == 0) {
             out->redirect = 1;
+        } else if (flen == 14 && memcmp(f, "proxy_protocol", 14) == 0) {
+            out->proxy_protocol = 1;
         } else {
-            *why = "unknown listen flag (known: backlog=N, freebind, tls, redirect)";
+            *why = "unknown listen flag (known: backlog=N, freebind, tls, redirect, proxy_protocol)";
             return -1;
         }
     }
     if (out->tls && out->redirect) {
         *why = "tls and redirect exclude each other (redirect sends plain HTTP clients to https)";
+        return -1;
+    }
+    if (out->tls && out->proxy_protocol) {
+        *why = "proxy_protocol on a tls listener is not supported yet (terminate TLS at the "
+               "balancer, or pass TCP through without the PROXY header)";
         return -1;
     }
     out->text = ap_xstrndup(a, alen);
@@ -255,6 +262,7 @@ static int bind_one(const ap_listen_conf_t *lc, ap_listener_t *l)
     l->admin = lc->admin;
     l->tls = lc->tls;
     l->redirect = lc->redirect;
+    l->proxy_protocol = lc->proxy_protocol;
     l->addr = lc->addr;
     l->addrlen = lc->addrlen;
     return 0;
@@ -289,6 +297,7 @@ int ap_listeners_adopt(const ap_listen_conf_t *confs, size_t n, ap_listener_t *h
             ls[i].admin = confs[i].admin;
             ls[i].tls = confs[i].tls;
             ls[i].redirect = confs[i].redirect;
+            ls[i].proxy_protocol = confs[i].proxy_protocol;
             ls[i].addr = confs[i].addr;
             ls[i].addrlen = confs[i].addrlen;
             continue;

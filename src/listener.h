@@ -18,9 +18,11 @@ typedef struct ap_listen_conf_s {
     int admin;    /* the admin listener ([admin] listen) */
     int tls;      /* connections speak TLS ([tls] certificates) */
     int redirect; /* plain HTTP answered with a redirect to https */
+    /* Connections start with a PROXY protocol v1/v2 header. */
+    int proxy_protocol;
 } ap_listen_conf_t;
 
-/* Parses "ADDR [backlog=N] [freebind] [tls] [redirect]" where ADDR is
+/* Parses "ADDR [backlog=N] [freebind] [tls] [redirect] [proxy_protocol]" where ADDR is
  * 127.0.0.1:8080, [::1]:8080,
  * *:8080, 8080 or unix:/path. Returns 0 and fills out (out->text is heap,
  * freed by ap_listen_conf_cleanup), or -1 with *why set to a static
@@ -38,6 +40,7 @@ typedef struct ap_listener_s {
     int admin;
     int tls;      /* from the listen line: see ap_listen_conf_t */
     int redirect;
+    int proxy_protocol; /* from the listen line: see ap_listen_conf_t */
     char *text;
     char *unix_path; /* set for unix sockets: removed when the master exits */
     struct sockaddr_storage addr;

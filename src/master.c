@@ -28,6 +28,7 @@
 #include "listener.h"
 #include "log.h"
 #include "sd_notify.h"
+#include "security.h"
 #include "shm.h"
 #include "status.h"
 #include "version.h"
@@ -468,6 +469,7 @@ static void reap(void)
         ap_shm_store(shs->schema_reloads, 0);
         ap_shm_store(shs->state, AP_WORKER_FREE);
         ap_shm_store(shs->pid, 0);
+        ap_security_worker_exited(pid, WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
         char how[64];
         if (WIFEXITED(status))
@@ -661,6 +663,7 @@ static int reload(void)
                          conf->error_log);
     }
     ap_log_level = conf->log_level;
+    ap_security_master_reload(M.conf, conf);
 
     /* Keep the old control socket path: clients may be talking to it. */
     free(conf->control_socket);
@@ -935,6 +938,7 @@ static void handle_signal(int sig, pid_t sender)
         int rc = ap_log_reopen();
         if (rc < 0)
             ap_log_errno(AP_LOG_ERR, rc, "reopening the error log failed");
+        ap_security_master_reopen(M.conf);
         ap_log(AP_LOG_NOTICE, "log files reopened");
         /* Workers reopen theirs (the access log too) on the signal; one
          * that misses it (still starting) sees the generation move at its
@@ -1202,6 +1206,7 @@ static void cleanup(void)
     M.listeners = NULL;
     ap_shm_destroy(M.shm);
     M.shm = NULL;
+    ap_security_master_stop();
     if (M.sigfd >= 0)
         close(M.sigfd);
     free(M.pidfile);
@@ -1253,6 +1258,10 @@ int ap_master_run(ap_config_t *conf, const ap_master_opts_t *opts)
     publish_master();
     rotate_tickets(ap_clock_mono_ms());
     log_warnings(conf, "");
+    if (ap_security_master_start(conf) < 0) {
+        cleanup();
+        return 1;
+    }
     /* The new master of an upgrade must not take the old one's control
      * socket before it takes over: it listens beside it until then. */
     M.ctl_path = ap_xmalloc(strlen(conf->control_socket) + 8);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ratelimit.h"
 #include "shm.h"
 #include "status.h"
 #include "version.h"
@@ -231,8 +232,33 @@ void ap_metrics_render(ap_buf_t *out, ap_shm_t *shm)
             ap_buf_printf(out, "apiary_db_errors_total{sqlstate_class=\"%s\"} %llu\n",
                           sql_classes[k], (unsigned long long)t.db_errors[k]);
 
-    family(out, "apiary_rate_limited_total", "counter", "Requests refused by rate limits.");
-    ap_buf_printf(out, "apiary_rate_limited_total %llu\n", (unsigned long long)t.rate_limited);
+    family(out, "apiary_rate_limited_total", "counter",
+           "Requests refused by rate limits (429), by limit.");
+    for (int k = 0; k < AP_M_NRATELIMITS; k++)
+        ap_buf_printf(out, "apiary_rate_limited_total{limit=\"%s\"} %llu\n", ap_rl_kind_names[k],
+                      (unsigned long long)t.rate_limited[k]);
+    static const char *const refused[AP_M_NREFUSED] = {"per_address", "total", "proxy_protocol"};
+    family(out, "apiary_connections_refused_total", "counter",
+           "Connections refused at the edge: over a connection limit (503), or without a valid "
+           "PROXY protocol header (closed).");
+    for (int k = 0; k < AP_M_NREFUSED; k++)
+        ap_buf_printf(out, "apiary_connections_refused_total{reason=\"%s\"} %llu\n", refused[k],
+                      (unsigned long long)t.conns_refused[k]);
+    if (ap_rl_table) {
+        ap_rl_stats_t st;
+        ap_rl_stats(ap_rl_table, &st);
+        family(out, "apiary_rate_limit_table_entries", "gauge",
+               "Clients remembered by the shared rate-limit table.");
+        ap_buf_printf(out, "apiary_rate_limit_table_entries %llu\n", (unsigned long long)st.used);
+        family(out, "apiary_rate_limit_table_capacity", "gauge",
+               "Entries the rate-limit table holds (security.rate_limit_table_size, rounded up).");
+        ap_buf_printf(out, "apiary_rate_limit_table_capacity %llu\n",
+                      (unsigned long long)ap_rl_capacity(ap_rl_table));
+        family(out, "apiary_rate_limit_evictions_total", "counter",
+               "Clients forgotten by the full rate-limit table to make room for new ones.");
+        ap_buf_printf(out, "apiary_rate_limit_evictions_total %llu\n",
+                      (unsigned long long)st.evictions);
+    }
     family(out, "apiary_tls_handshakes_total", "counter",
            "TLS handshakes completed, by protocol version and session resumption.");
     for (int v = 0; v < 2; v++)

@@ -33,6 +33,10 @@ extern const char *const ap_metrics_tls_fail_names[AP_TLS_NFAILS];
 #define AP_M_NBUCKETS 14
 /* SQLSTATE classes counted one by one; the rest is "other". */
 #define AP_M_NSQLCLASSES 16
+/* Rate limits (ratelimit.h: AP_RL_API, AP_RL_RPC, AP_RL_STATIC). */
+#define AP_M_NRATELIMITS 3
+/* Why a connection was refused at the edge (security.c). */
+enum { AP_M_REFUSED_ADDRESS, AP_M_REFUSED_TOTAL, AP_M_REFUSED_PROXY, AP_M_NREFUSED };
 
 typedef struct ap_metrics_s {
     uint64_t requests[AP_M_NMETHODS][5]; /* by status class 1xx..5xx */
@@ -43,7 +47,8 @@ typedef struct ap_metrics_s {
     uint64_t pool_wait_count;
     uint64_t pool_wait_sum_us;
     uint64_t db_errors[AP_M_NSQLCLASSES];
-    uint64_t rate_limited;
+    uint64_t rate_limited[AP_M_NRATELIMITS];
+    uint64_t conns_refused[AP_M_NREFUSED];
     uint64_t tls_handshakes[2][2]; /* [TLS 1.3][resumed] */
     uint64_t tls_failures[AP_TLS_NFAILS];
 } ap_metrics_t;

@@ -15,6 +15,7 @@
 #include "json.h"
 #include "metrics.h"
 #include "static.h"
+#include "security.h"
 #include "status.h"
 #include "worker.h"
 
@@ -173,6 +174,9 @@ void ap_router_dispatch(ap_request_t *req)
 {
     ap_worker_t *w = req->conn->worker;
     ap_str_t rest;
+    /* Security layer: the real client, CORS preflights. */
+    if (ap_security_request(req))
+        return;
     if (req->conn->admin) {
         handle_admin(req);
         return;
@@ -198,12 +202,16 @@ void ap_router_dispatch(ap_request_t *req)
         size_t alen = strlen(w->conf->api_prefix);
         if (root < 0 || (alen > 1 && alen > slen)) {
             req->route = AP_ROUTE_API;
+            if (ap_security_admit(req, rest)) /* rate limits */
+                return;
             ap_api_dispatch(req, w->db, rest);
             return;
         }
     }
     if (root >= 0) {
         req->route = AP_ROUTE_STATIC;
+        if (ap_security_admit(req, req->path)) /* rate limits */
+            return;
         ap_static_handle(w->statics, req, root);
         return;
     }

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "static.h"
 #include "tls.h"
+#include "security.h"
 
 /* Connections accepted per readiness event. Every worker polls the same
  * listening sockets; taking a few at a time leaves the rest of a burst to
@@ -270,6 +271,11 @@ void ap_worker_main(const ap_config_t *conf, ap_shm_t *shm, int slot, int id,
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
+
+    /* [server] user/group: before anything else, and before the death
+     * signal below, which a change of credentials clears. */
+    if (ap_security_worker_start(conf) < 0)
+        _exit(2);
 
     /* Orphaned workers would keep the listeners and refuse nobody while
      * nothing supervises them, and keep a restarted master from binding:

@@ -1121,9 +1121,12 @@ use IO::Socket::INET ();
 use Time::HiRes qw(time);
 
 sub new($class, %o) {
+    # local => '127.0.0.5': the client's own address (any of 127.0.0.0/8
+    # is bindable), for tests of per-address limits.
     my $s = IO::Socket::INET->new(
         PeerAddr => $o{host} // '127.0.0.1', PeerPort => $o{port},
         Proto => 'tcp', Timeout => $o{connect_timeout} // 3,
+        (defined $o{local} ? (LocalAddr => $o{local}) : ()),
     ) or croak "connect to 127.0.0.1:$o{port}: $!";
     $s->autoflush(1);
     return bless { sock => $s, buf => '', eof => 0, reset => 0 }, $class;
