@@ -412,7 +412,15 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
     }
     if (b->cap > 256 * 1024)
         ap_buf_cleanup(b); /* a huge line before this one */
-    size_t peer_len = strlen(c->peer);
+    /* The real client: the PROXY header's source, or what trusted proxies
+     * forwarded (security.c), when it is not the TCP peer. */
+    const char *client = c->peer;
+    if (head && req->client_addr[0] && strcmp(req->client_addr, c->client_addr) != 0)
+        client = req->client_addr;
+    else if (c->client_addr[0] && strcmp(c->client_addr, "unix") != 0 &&
+             strcmp(c->client_addr, c->peer) != 0)
+        client = c->client_addr;
+    size_t peer_len = strlen(client);
     size_t role_len = req->role ? strlen(req->role) : 0;
     size_t code_len = strnlen(req->error_code, sizeof(req->error_code));
     ap_buf_reset(b);
@@ -423,7 +431,7 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
 
     if (L.combined) {
         /* 127.0.0.1 - - [10/Oct/2026:13:55:36 +0000] "GET /x HTTP/1.1" 200 15 "-" "curl/8" */
-        put(b, c->peer, peer_len);
+        put(b, client, peer_len);
         PUT_LIT(b, " - - [");
         *h1 = b->len;
         PUT_LIT(b, "] \"");
@@ -456,7 +464,7 @@ static void render(ap_conn_t *c, ap_request_t *req, int status, size_t *h1, size
     PUT_LIT(b, ",\"pid\":");
     put_u64(b, (unsigned long long)L.pid);
     PUT_LIT(b, ",\"client\":");
-    put_plain(b, c->peer, peer_len);
+    put_plain(b, client, peer_len);
     PUT_LIT(b, ",\"client_port\":");
     if (c->peer_port)
         put_u64(b, c->peer_port);
