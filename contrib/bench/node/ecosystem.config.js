@@ -3,6 +3,8 @@
 // read by the pm2 command, so process.env here is the caller's).
 //   BENCH_INSTANCES  number of processes (default 2)
 //   BENCH_PORT, BENCH_DATABASE_URL, BENCH_POOL_SIZE  passed to server.js
+//   BENCH_API_DATABASE_URL, BENCH_ANON_ROLE, BENCH_JWT_SECRET_FILE,
+//   BENCH_TX_MODE    passed to server.js (optional; see server.js)
 //   BENCH_LOG_DIR    where PM2 writes the processes' stdout/stderr
 'use strict';
 
@@ -31,6 +33,10 @@ module.exports = {
                 PORT: process.env.BENCH_PORT,
                 DATABASE_URL: process.env.BENCH_DATABASE_URL,
                 POOL_SIZE: process.env.BENCH_POOL_SIZE || '8',
+                API_DATABASE_URL: process.env.BENCH_API_DATABASE_URL || '',
+                ANON_ROLE: process.env.BENCH_ANON_ROLE || 'anon',
+                JWT_SECRET_FILE: process.env.BENCH_JWT_SECRET_FILE || '',
+                TX_MODE: process.env.BENCH_TX_MODE || 'single',
             },
         },
     ],
